@@ -1,0 +1,52 @@
+"""The `roots-edge` command. Subcommands live one group per module and load only when invoked,
+so `roots-edge --help` imports neither torch nor any runtime library."""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> (module, attribute, one-line help shown by --help without importing the module)
+COMMANDS = {
+    "train": ("train", "train", "Pretrain a Llama-architecture LM from a recipe on a corpus."),
+    "finetune": ("train", "finetune", "Finetune a model on text (causal LM) or on text,label rows (classifier)."),
+    "eval": ("model", "eval_cmd", "Perplexity of an LM, or accuracy / macro-F1 / confusion of a classifier."),
+    "generate": ("model", "generate", "Generate text with the PyTorch reference model."),
+    "predict": ("model", "predict", "Classify texts with the PyTorch reference model."),
+    "info": ("model", "info", "Describe a model folder: family, sizes, labels, how it was made."),
+    "demo": ("demo", "demo", "The main job on the embedded default model, end to end."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"roots_edge.cli.{module}"), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        from roots_edge.errors import RootsEdgeError
+
+        try:
+            return super().invoke(ctx)
+        except RootsEdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="roots-edge")
+def main():
+    """roots-edge: train, compress, export and run small language models on edge devices.
+
+    Every command that takes a MODEL defaults to the embedded default model, built on first use
+    from the Python standard library's docstrings and cached in $ROOTS_EDGE_HOME.
+    """

@@ -1,0 +1,78 @@
+"""`roots-edge train` and `roots-edge finetune`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import download_option, echo_json
+
+
+@click.command()
+@click.option("--recipe", default="default", show_default=True, help="Built-in recipe name or a .toml file.")
+@click.option("--data", "data", multiple=True, type=click.Path(), help="Corpus files (.txt, .jsonl, .csv); default: the recipe's.")
+@click.option("-o", "--output", type=click.Path(), required=True, help="Model folder to write.")
+@click.option("--steps", type=int, help="Override the recipe's training steps.")
+@click.option("--seq-len", type=int, help="Override the training window.")
+@click.option("--lr", type=float, help="Override the peak learning rate.")
+@click.option("--seed", type=int, help="Override the seed.")
+@click.option("--vocab-size", type=int, help="Override the tokenizer vocabulary size.")
+@click.option("--restart", is_flag=True, help="Ignore a checkpoint left by an interrupted run.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, force, quiet):
+    """Pretrain a Llama-architecture causal LM from a RECIPE (resumes an interrupted run)."""
+    from roots_edge.default import build_from_recipe
+    from roots_edge.errors import OutputExistsError
+    from roots_edge.recipes import load_recipe
+
+    r = load_recipe(recipe)
+    if data:
+        r.corpus = list(data)
+    for section, key, value in [("train", "steps", steps), ("train", "seq_len", seq_len), ("train", "lr", lr),
+                                ("train", "seed", seed), ("tokenizer", "vocab_size", vocab_size)]:
+        if value is not None:
+            setattr(getattr(r, section), key, value)
+    out = Path(output)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; choose another --output or pass --force")
+    build_from_recipe(r, out, progress=not quiet, restart=restart, overwrite=force)
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("--data", type=click.Path(), required=True, help="CSV/JSONL with text,label rows (classifier) or text.")
+@click.option("-o", "--output", type=click.Path(), required=True, help="Model folder to write.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--epochs", type=int, default=30, show_default=True, help="Classifier: maximum epochs (early stopping).")
+@click.option("--steps", type=int, default=200, show_default=True, help="Causal LM: training steps.")
+@click.option("--lr", type=float, help="Learning rate (default depends on the model).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
+@click.option("--quiet", is_flag=True)
+@download_option
+def finetune(model, data, output, text_column, label_column, epochs, steps, lr, force, quiet, download):
+    """Finetune MODEL (default: the embedded default) on --data and save it to --output."""
+    from roots_edge.data import looks_labeled, read_corpus, read_labeled
+    from roots_edge.errors import OutputExistsError
+    from roots_edge.model import LanguageModel
+
+    out = Path(output)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; choose another --output or pass --force")
+    lm = LanguageModel.from_pretrained(model, allow_download=download)
+    if looks_labeled(data, label_column):
+        rows = read_labeled(data, text_column, label_column)
+        kwargs = {"epochs": epochs} | ({"lr": lr} if lr else {})
+        metrics = lm.finetune(rows.texts, rows.labels, progress=not quiet, **kwargs)
+        click.echo(f"labels: {lm.spec.labels}")
+        for split in ("train", "val"):
+            if split in metrics:
+                click.echo(f"{split}: accuracy {metrics[split]['accuracy']:.4f}, macro-F1 {metrics[split]['macro_f1']:.4f}")
+    else:
+        corpus = read_corpus([data])
+        kwargs = {"steps": steps} | ({"lr": lr} if lr else {})
+        metrics = lm.finetune(corpus.train + corpus.val, progress=not quiet, **kwargs)
+        echo_json(metrics)
+    lm.save_pretrained(out, overwrite=force)
+    click.echo(f"saved {out}")

@@ -1,0 +1,189 @@
+"""Text data: the embedded default corpus, user corpora, labeled rows, and a stable split."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .errors import DataError
+
+VAL_PER_MILLE = 50  # 5% of documents go to validation, chosen by content hash (stable across runs)
+
+
+@dataclass
+class Corpus:
+    """Documents split into train and validation, plus where they came from."""
+
+    train: list[str]
+    val: list[str]
+    source: str
+    sha256: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_chars(self) -> int:
+        return sum(map(len, self.train)) + sum(map(len, self.val))
+
+
+def _hash_split(docs: Sequence[str]) -> tuple[list[str], list[str]]:
+    train, val = [], []
+    for doc in docs:
+        bucket = int.from_bytes(hashlib.sha1(doc.encode("utf-8")).digest()[:4], "little") % 1000
+        (val if bucket < VAL_PER_MILLE else train).append(doc)
+    if not val and len(train) > 1:  # tiny corpora: keep at least one validation document
+        val.append(train.pop())
+    return train, val
+
+
+def _digest(docs: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for doc in docs:
+        h.update(doc.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def stdlib_docstrings() -> Corpus:
+    """The docstrings of this Python's standard library, gathered in an isolated subprocess."""
+    script = Path(__file__).with_name("_stdlib_docstrings.py")
+    proc = subprocess.run([sys.executable, "-I", "-S", str(script)], capture_output=True,
+                          check=False, timeout=300)
+    if proc.returncode != 0:
+        raise DataError(f"gathering the standard-library docstrings failed: {proc.stderr.decode()[-500:]}")
+    docs = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines() if line]
+    if not docs:
+        raise DataError("the standard library yielded no docstrings; pass your own corpus with --data")
+    train, val = _hash_split(docs)
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Corpus(train, val, source=f"stdlib-docstrings (Python {version})", sha256=_digest(docs),
+                  extra={"python": version, "documents": len(docs)})
+
+
+def _read_docs(path: Path) -> list[str]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        docs = []
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or "text" not in row:
+                raise DataError(f"{path}:{i}: each JSONL row needs a 'text' field")
+            docs.append(str(row["text"]))
+        return docs
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "text" not in reader.fieldnames:
+                raise DataError(f"{path}: a CSV corpus needs a 'text' column; found {reader.fieldnames}")
+            return [row["text"] for row in reader]
+    # plain text: paragraphs separated by blank lines are documents
+    text = path.read_text(encoding="utf-8")
+    return [p.strip() for p in text.split("\n\n")]
+
+
+def read_corpus(paths: Sequence[str | Path]) -> Corpus:
+    """Read text files (.txt, paragraphs), JSONL (`text` field) or CSV (`text` column), or folders of them."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in {".txt", ".md", ".jsonl", ".csv"})
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"corpus path {p} does not exist; pass text files (.txt), JSONL or CSV")
+    docs = [d for f in files for d in _read_docs(f) if d and d.strip()]
+    if not docs:
+        raise DataError(f"the corpus {', '.join(map(str, paths))} holds no text; "
+                        "give a .txt file, JSONL rows with 'text' or a CSV with a 'text' column")
+    train, val = _hash_split(docs)
+    return Corpus(train, val, source=", ".join(map(str, paths)), sha256=_digest(docs),
+                  extra={"documents": len(docs)})
+
+
+# ---------------------------------------------------------------------------- labeled data
+
+@dataclass
+class Labeled:
+    texts: list[str]
+    labels: list[str]
+
+    @property
+    def label_names(self) -> list[str]:
+        return sorted(set(self.labels), key=_label_key)
+
+
+def _label_key(label: str):
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+def check_labeled(texts: Sequence[str], labels: Sequence) -> Labeled:
+    """Validate `texts, labels` given in Python (labels may be ints or names)."""
+    texts, labels = list(texts), list(labels)
+    if isinstance(texts, str):
+        raise DataError("texts must be a list of strings, not one string")
+    if len(texts) != len(labels):
+        raise DataError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text")
+    if not texts:
+        raise DataError("no training examples: give at least two texts with two different labels")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            raise DataError(f"text #{i} is empty or not a string; every example needs text")
+    names = [str(lab) for lab in labels]
+    if len(set(names)) < 2:
+        raise DataError(f"all {len(names)} examples have the label {names[0]!r}; "
+                        "classification needs at least two classes")
+    return Labeled(texts, names)
+
+
+def read_labeled(path: str | Path, text_column: str = "text", label_column: str = "label") -> Labeled:
+    """Rows of `text,label` from CSV or JSONL."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labeled data file {path} does not exist; give a CSV or JSONL with "
+                        f"'{text_column}' and '{label_column}'")
+    rows: list[dict]
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+    elif path.suffix.lower() in {".csv", ".tsv"}:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+    else:
+        raise DataError(f"{path}: labeled data must be .csv, .tsv or .jsonl")
+    if not rows:
+        raise DataError(f"{path} holds no rows")
+    for col in (text_column, label_column):
+        missing = [i for i, r in enumerate(rows, 1) if col not in r or r[col] is None]
+        if missing:
+            raise DataError(f"{path}: column '{col}' is missing (first in row {missing[0]}); "
+                            f"columns found: {sorted(rows[0])}. Use --text-column / --label-column.")
+    return check_labeled([str(r[text_column]) for r in rows], [r[label_column] for r in rows])
+
+
+def looks_labeled(path: str | Path, label_column: str = "label") -> bool:
+    """True when a CSV/JSONL file carries a label column (then finetuning means classification)."""
+    path = Path(path)
+    if path.suffix.lower() == ".jsonl":
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                return label_column in json.loads(line)
+        return False
+    if path.suffix.lower() in {".csv", ".tsv"}:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+        return label_column in header
+    return False

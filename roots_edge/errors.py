@@ -1,0 +1,41 @@
+"""One exception class per kind of failure. The CLI turns them into click errors at its edge."""
+
+
+class RootsEdgeError(Exception):
+    """Base class: every error roots-edge raises on purpose derives from it."""
+
+
+class ModelNotFoundError(RootsEdgeError):
+    """A model path or id that does not exist (or cannot be fetched offline)."""
+
+
+class NotAModelError(RootsEdgeError):
+    """A folder exists but is not a model folder (no config.json, no weights, ...)."""
+
+
+class UnsupportedModelError(RootsEdgeError):
+    """A model of an architecture or family roots-edge does not support."""
+
+
+class CorruptModelError(RootsEdgeError):
+    """A model file that is truncated, corrupt or whose tensors do not match its config."""
+
+
+class DataError(RootsEdgeError):
+    """Training or evaluation data that cannot be used: empty, missing columns, one class, ..."""
+
+
+class RecipeError(RootsEdgeError):
+    """A training recipe that is missing, malformed or inconsistent."""
+
+
+class TargetError(RootsEdgeError):
+    """An unknown export target, or one that does not fit the model."""
+
+
+class VerificationError(RootsEdgeError):
+    """An exported artifact drifted past its precision's bound."""
+
+
+class OutputExistsError(RootsEdgeError):
+    """An output path that already exists and was not allowed to be overwritten."""

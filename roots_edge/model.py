@@ -1,0 +1,183 @@
+"""`LanguageModel`: the PyTorch-side facade of the original write-up.
+
+    model = LanguageModel.from_pretrained(path)      # no argument: the embedded default
+    model.finetune(texts, labels)                    # labels may be ints or names
+    model.predict("This is a great movie!")          # -> {"label": ..., "score": ...}
+    model.generate("Return the", max_new_tokens=40)  # decoders
+    model.save_pretrained(out_dir)
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from .errors import DataError, UnsupportedModelError
+from .spec import ModelSpec
+
+MAX_TEXT_CHARS = 100_000
+
+
+def _check_text(text) -> str:
+    if not isinstance(text, str):
+        raise DataError(f"expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise DataError("the text is empty; give at least one non-space character")
+    if len(text) > MAX_TEXT_CHARS:
+        raise DataError(f"the text has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it")
+    return text
+
+
+class LanguageModel:
+    def __init__(self, model, tokenizer, spec: ModelSpec, path: Path | None = None, record: dict | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.path = path
+        self.record = dict(record or {})
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, *, allow_download: bool = False) -> "LanguageModel":
+        """A local Hugging Face folder of a supported family; None builds or reuses the default model."""
+        from .modelio import check_folder, load_torch, read_record, resolve
+
+        folder = resolve(path, allow_download=allow_download)
+        spec = check_folder(folder)
+        model, tokenizer = load_torch(folder, spec)
+        return cls(model, tokenizer, spec, folder, read_record(folder))
+
+    def save_pretrained(self, out: str | Path, *, overwrite: bool = True) -> Path:
+        from .modelio import save_folder
+
+        record = dict(self.record)
+        record.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        return save_folder(self.model, self.tokenizer, Path(out), record, overwrite=overwrite)
+
+    # ------------------------------------------------------------------ training
+    def finetune(self, texts: Sequence[str], labels: Sequence | None = None, *, progress: bool = True, **kwargs) -> dict:
+        """With labels: train a sequence classifier (labels kept by name). Without: causal-LM finetuning."""
+        if labels is None:
+            return self._finetune_lm(texts, progress=progress, **kwargs)
+        from .classify import FinetuneConfig, finetune_classifier
+        from .data import check_labeled
+        from .spec import ModelSpec
+
+        data = check_labeled(texts, labels)
+        clf, metrics = finetune_classifier(self.model, self.tokenizer, self.spec, data,
+                                           FinetuneConfig(**kwargs), progress=progress)
+        self.model = clf
+        self.spec = ModelSpec.from_hf_config(clf.config.to_dict())
+        self.record.setdefault("history", []).append({"kind": "finetune-classification", "from": str(self.path),
+                                                      "metrics": metrics})
+        return metrics
+
+    def _finetune_lm(self, texts, *, progress: bool = True, steps: int = 200, lr: float = 3e-4, seq_len: int | None = None,
+                     seed: int = 0) -> dict:
+        import math
+
+        from .data import Corpus, _digest, _hash_split
+        from .recipes import TrainConfig
+        from .train import TokenStream, stream_nll, train_lm
+
+        if not self.spec.is_decoder or self.spec.task != "causal-lm":
+            raise UnsupportedModelError("finetuning on plain text needs a causal LM (Llama); "
+                                        "for an encoder give labels to train a classifier")
+        texts = [t for t in texts if isinstance(t, str) and t.strip()]
+        if not texts:
+            raise DataError("no text to finetune on")
+        train, val = _hash_split(texts)
+        corpus = Corpus(train, val, "finetune", _digest(texts))
+        streams = TokenStream.encode(self.tokenizer.backend_tokenizer, corpus)
+        seq = seq_len or min(self.spec.context_length, 256)
+        seq = min(seq, len(streams.train) - 2)
+        if seq < 8:
+            raise DataError(f"the finetuning text has only {len(streams.train)} tokens; give more text")
+        cfg = TrainConfig(seed=seed, steps=steps, lr=lr, seq_len=seq, warmup=0.1, eval_every=max(10, steps // 10),
+                          checkpoint_every=10**9)
+        if len(streams.val) > seq:
+            before, _ = stream_nll(self.model, streams.val, seq, cfg.max_eval_tokens)
+        else:
+            before = float("nan")
+        result = train_lm(self.model, streams, cfg, progress=progress, desc="finetune")
+        metrics = {"steps": result.steps, "seconds": round(result.seconds, 1),
+                   "val_perplexity_before": math.exp(before) if before == before else None,
+                   "val_perplexity": math.exp(result.val_nll) if result.val_nll < float("inf") else None}
+        self.record.setdefault("history", []).append({"kind": "finetune-lm", "metrics": metrics})
+        return metrics
+
+    # ------------------------------------------------------------------ inference (PyTorch reference)
+    def predict(self, text: str | Sequence[str]):
+        """{"label", "score"} for one text, a list of them for a list."""
+        from .classify import predict_proba
+
+        if self.spec.task != "classification":
+            raise UnsupportedModelError(f"{self.spec.architecture} has no classification head; "
+                                        "call finetune(texts, labels) first")
+        single = isinstance(text, str)
+        texts = [_check_text(t) for t in ([text] if single else list(text))]
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        probs = predict_proba(self.model, self.tokenizer, texts)
+        out = [{"label": self.spec.id2label[int(p.argmax())], "score": float(p.max())} for p in probs]
+        return out[0] if single else out
+
+    def generate(self, prompt: str, max_new_tokens: int = 40, *, temperature: float = 0.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
+        import torch
+
+        if self.spec.task != "causal-lm":
+            raise UnsupportedModelError(f"{self.spec.architecture} is not a causal LM; it cannot generate text")
+        _check_text(prompt)
+        enc = self.tokenizer(prompt, return_tensors="pt")
+        n = enc["input_ids"].shape[1]
+        room = self.spec.context_length - n
+        if room <= 0:
+            raise DataError(f"the prompt has {n} tokens; the context holds {self.spec.context_length}")
+        if seed is not None:
+            torch.manual_seed(seed)
+        sample = temperature > 0
+        kwargs = dict(do_sample=sample, max_new_tokens=min(max_new_tokens, room),
+                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        if sample:
+            kwargs.update(temperature=temperature, top_k=top_k or None, top_p=top_p)
+        with torch.no_grad():
+            ids = self.model.generate(**enc, **kwargs)
+        return self.tokenizer.decode(ids[0, n:], skip_special_tokens=True)
+
+    def embed(self, texts: str | Sequence[str]):
+        """Mean-pooled, L2-normalised last hidden states (numpy, one row per text)."""
+        import torch
+
+        single = isinstance(texts, str)
+        texts = [_check_text(t) for t in ([texts] if single else list(texts))]
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            out = self.model(**enc, output_hidden_states=True)
+        hidden = out.hidden_states[-1]                                   # (B, T, C)
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)      # (B, T, 1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return pooled[0] if single else pooled
+
+    def evaluate(self, texts: Sequence[str], labels: Sequence | None = None):
+        """Perplexity report for a causal LM on texts; a classifier report with labels."""
+        from .classify import report
+        from .data import check_labeled
+        from .evaluate import perplexity
+
+        if labels is not None:
+            return report(self.model, self.tokenizer, check_labeled(texts, labels))
+        return perplexity(self.model, self.tokenizer, list(texts), min(self.spec.context_length, 256))
+
+    def info(self) -> dict:
+        n = sum(p.numel() for p in self.model.parameters())
+        return {"path": str(self.path) if self.path else None, "family": self.spec.family,
+                "architecture": self.spec.architecture, "task": self.spec.task, "parameters": n,
+                "labels": self.spec.labels, "spec": self.spec.to_dict(),
+                "metrics": self.record.get("metrics")}
+
+    def __repr__(self) -> str:
+        return f"LanguageModel({self.spec.architecture}, path={str(self.path)!r})"

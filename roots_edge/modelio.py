@@ -1,0 +1,177 @@
+"""Model folders: the Hugging Face layout plus `roots_edge.json`, the record of how a model was made.
+
+Only safetensors weights are read; a folder that holds only pickled weights (`pytorch_model.bin`)
+is refused with a message saying how to convert it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+from pathlib import Path
+
+from .errors import CorruptModelError, ModelNotFoundError, NotAModelError
+from .paths import atomic_dir, home
+from .spec import ModelSpec, read_spec
+
+RECORD = "roots_edge.json"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def default_model_dir() -> Path:
+    return home() / "models" / "default"
+
+
+def weight_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / s for s in shards]
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else []
+
+
+def verify_safetensors(path: Path) -> dict:
+    """Parse a safetensors header and check that the file holds every byte it promises."""
+    size = path.stat().st_size
+    hint = "re-export or re-download it"
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CorruptModelError(f"{path} is {size} bytes: too short to be a safetensors file; {hint}")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or n > min(size - 8, 100 << 20):
+            raise CorruptModelError(f"{path} is not a safetensors file (header length {n}); {hint}")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CorruptModelError(f"{path} has a corrupt safetensors header; {hint}") from None
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end != size:
+        raise CorruptModelError(f"{path} is truncated or corrupt: its header promises {8 + n + end:,} bytes, "
+                                f"the file has {size:,}; {hint}")
+    return header
+
+
+def check_folder(folder: Path) -> ModelSpec:
+    """A readable model folder of a supported family, or a clear error."""
+    if not folder.exists():
+        raise ModelNotFoundError(f"model path {folder} does not exist. Give a local Hugging Face folder "
+                                 "(config.json + model.safetensors + tokenizer.json), or omit it for the default model.")
+    if not folder.is_dir():
+        raise NotAModelError(f"{folder} is a file; a model is a folder with config.json, "
+                             "model.safetensors and tokenizer.json")
+    spec = read_spec(folder)
+    weights = weight_files(folder)
+    if not weights:
+        pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+        hint = (f" It holds {pickled}: pickled weights are never loaded (they can run code). Convert them "
+                "once, in a trusted environment, with `model.save_pretrained(dir, safe_serialization=True)`."
+                if pickled else "")
+        raise NotAModelError(f"{folder} has no model.safetensors.{hint}")
+    missing = [p.name for p in weights if not p.is_file()]
+    if missing:
+        raise CorruptModelError(f"{folder}: weight shards {missing} named in the index are missing")
+    for w in weights:
+        verify_safetensors(w)
+    if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.txt").is_file():
+        raise NotAModelError(f"{folder} has no tokenizer (tokenizer.json or vocab.txt)")
+    return spec
+
+
+def resolve(model: str | Path | None, *, allow_download: bool = False) -> Path:
+    """A local folder for `model`: None is the embedded default (built on first use)."""
+    if model is None:
+        from .default import ensure_default_model
+
+        return ensure_default_model()
+    path = Path(model).expanduser()
+    if path.exists() or not HUB_ID.match(str(model)):
+        check_folder(path)
+        return path
+    if not allow_download:
+        raise ModelNotFoundError(
+            f"{model!r} is not a local folder. It looks like a Hugging Face Hub id, but roots-edge never "
+            "downloads unless asked: pass allow_download=True (CLI: --download) while online, or give a local folder.")
+    return _download(str(model))
+
+
+def _download(repo_id: str) -> Path:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get("ROOTS_EDGE_OFFLINE"):
+        raise ModelNotFoundError(f"cannot fetch {repo_id!r}: offline mode is set (HF_HUB_OFFLINE). "
+                                 "Download it elsewhere and pass the local folder.")
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+    except Exception as exc:  # network errors come in many classes; all mean the same to the user
+        raise ModelNotFoundError(f"could not fetch {repo_id!r} from the Hugging Face Hub "
+                                 f"({type(exc).__name__}: {exc}). Are you online? Or pass a local folder.") from None
+    check_folder(Path(local))
+    return Path(local)
+
+
+def read_record(folder: Path) -> dict:
+    path = Path(folder) / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def folder_hash(folder: Path) -> str:
+    """sha256 over the weights and config: identifies the exact model an artifact came from."""
+    h = hashlib.sha256()
+    for p in [folder / "config.json", *weight_files(folder)]:
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "tokenizers"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:
+            pass
+    return out
+
+
+def load_torch(folder: Path, spec: ModelSpec | None = None):
+    """(model, tokenizer) from a local folder, through transformers, safetensors only."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    spec = spec or check_folder(folder)
+    cls = getattr(transformers, spec.architecture)
+    try:
+        model, info = cls.from_pretrained(folder, use_safetensors=True, output_loading_info=True,
+                                          dtype="float32")
+    except Exception as exc:  # safetensors and transformers raise many classes for one meaning
+        raise CorruptModelError(f"{folder}: the weights could not be read ({exc}). The file may be truncated "
+                                "or corrupt: re-export or re-download it.") from None
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
+    if bad:
+        raise CorruptModelError(f"{folder}: weights do not match config.json: {bad}")
+    model.eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer
+
+
+def save_folder(model, tokenizer, out: Path, record: dict | None = None, *, overwrite: bool = False) -> Path:
+    """Write a model folder atomically: config, safetensors weights, tokenizer, generation config, record."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        from .errors import OutputExistsError
+
+        raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
+    with atomic_dir(out, replace=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        rec = dict(record or {})
+        rec.setdefault("versions", versions())
+        (tmp / RECORD).write_text(json.dumps(rec, indent=2, default=str))
+    return out

