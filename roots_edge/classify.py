@@ -11,6 +11,7 @@ import torch
 from .data import Labeled
 from .evaluate import ClassifierReport, classification_report
 from .spec import ModelSpec
+from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
 
 HEADS = {"bert": "BertForSequenceClassification", "llama": "LlamaForSequenceClassification"}
 
@@ -75,7 +76,7 @@ def _batches(tokenizer, texts, labels, label_ids, batch_size, max_length, rng=No
 
 
 @torch.no_grad()
-def predict_proba(model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 32) -> np.ndarray:
+def predict_proba(model, tokenizer, texts: list[str], max_length: int = ENCODER_MAX_TOKENS, batch_size: int = 32) -> np.ndarray:
     model.eval()
     out = []
     for i in range(0, len(texts), batch_size):
@@ -85,7 +86,7 @@ def predict_proba(model, tokenizer, texts: list[str], max_length: int = 128, bat
     return np.concatenate(out)
 
 
-def report(model, tokenizer, data: Labeled, max_length: int = 128) -> ClassifierReport:
+def report(model, tokenizer, data: Labeled, max_length: int = ENCODER_MAX_TOKENS) -> ClassifierReport:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     probs = predict_proba(model, tokenizer, data.texts, max_length)
     pred = [labels[i] for i in probs.argmax(-1)]

@@ -71,7 +71,7 @@ def build_from_recipe(recipe: Recipe, out: Path, *, corpus: Corpus | None = None
         "history": result.history,
     }
     model.generation_config = GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id,
-                                               pad_token_id=cfg.pad_token_id, max_length=recipe.model.context_length)
+                                               pad_token_id=cfg.pad_token_id)
     record = {
         "kind": "pretrained",
         "recipe": recipe.to_dict(),

@@ -52,7 +52,8 @@ class LanguageModel:
 
         record = dict(self.record)
         record.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        return save_folder(self.model, self.tokenizer, Path(out), record, overwrite=overwrite)
+        self.path = save_folder(self.model, self.tokenizer, Path(out), record, overwrite=overwrite)
+        return self.path
 
     # ------------------------------------------------------------------ training
     def finetune(self, texts: Sequence[str], labels: Sequence | None = None, *, progress: bool = True, **kwargs) -> dict:
@@ -66,10 +67,11 @@ class LanguageModel:
         data = check_labeled(texts, labels)
         clf, metrics = finetune_classifier(self.model, self.tokenizer, self.spec, data,
                                            FinetuneConfig(**kwargs), progress=progress)
-        self.model = clf
-        self.spec = ModelSpec.from_hf_config(clf.config.to_dict())
         self.record.setdefault("history", []).append({"kind": "finetune-classification", "from": str(self.path),
                                                       "metrics": metrics})
+        self.model = clf
+        self.spec = ModelSpec.from_hf_config(clf.config.to_dict())
+        self.path = None  # in memory only until save_pretrained
         return metrics
 
     def _finetune_lm(self, texts, *, progress: bool = True, steps: int = 200, lr: float = 3e-4, seq_len: int | None = None,
@@ -100,6 +102,7 @@ class LanguageModel:
         else:
             before = float("nan")
         result = train_lm(self.model, streams, cfg, progress=progress, desc="finetune")
+        self.path = None  # in memory only until save_pretrained
         metrics = {"steps": result.steps, "seconds": round(result.seconds, 1),
                    "val_perplexity_before": math.exp(before) if before == before else None,
                    "val_perplexity": math.exp(result.val_nll) if result.val_nll < float("inf") else None}
@@ -153,7 +156,10 @@ class LanguageModel:
         texts = [_check_text(t) for t in ([texts] if single else list(texts))]
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
+
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=ENCODER_MAX_TOKENS,
+                             return_tensors="pt")
         with torch.no_grad():
             out = self.model(**enc, output_hidden_states=True)
         hidden = out.hidden_states[-1]                                   # (B, T, C)
@@ -171,6 +177,15 @@ class LanguageModel:
         if labels is not None:
             return report(self.model, self.tokenizer, check_labeled(texts, labels))
         return perplexity(self.model, self.tokenizer, list(texts), min(self.spec.context_length, 256))
+
+    def export(self, target: str, out: str | Path, *, force: bool = False, **options) -> dict:
+        """Export to `target` (e.g. "gguf-q4") in folder `out`, verified against this model; returns the manifest.
+
+        `options` are `roots_edge.exporters.ExportOptions` fields (group_size, ratio, calibration, ...).
+        """
+        from .exporters import ExportOptions, export, load_source
+
+        return export(load_source(self), target, Path(out), ExportOptions(**options), force=force)
 
     def info(self) -> dict:
         n = sum(p.numel() for p in self.model.parameters())

@@ -96,3 +96,43 @@ SENTIMENT_HELDOUT = [
     ("I hated this dull film.", "negative"),
     ("What a waste of time, truly bad.", "negative"),
 ]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama256(tmp_path_factory, small_corpus) -> Path:
+    """A trained 1-layer Llama whose widths are multiples of 256 (hidden 256, ffn 512, vocab 512), so
+    every llama.cpp K-quant applies without fallback: ~15 s."""
+    from roots_edge.default import build_from_recipe
+    from roots_edge.recipes import ArchConfig
+
+    recipe = tiny_recipe()
+    recipe.model = ArchConfig(hidden_size=256, intermediate_size=512, num_layers=1, num_heads=4, num_kv_heads=2,
+                              context_length=128)
+    out = tmp_path_factory.mktemp("models") / "tiny-llama256"
+    return build_from_recipe(recipe, out, corpus=small_corpus, progress=False, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_classifier(tmp_path_factory, minilm_path) -> Path:
+    """A 2-layer BERT (hidden 64) with MiniLM's WordPiece tokenizer, trained from scratch on the
+    sentiment sentences: a real classifier head with named labels, built in a few seconds."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from roots_edge.classify import FinetuneConfig, finetune_classifier
+    from roots_edge.data import check_labeled
+    from roots_edge.modelio import save_folder
+    from roots_edge.spec import ModelSpec
+
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=256, architectures=["BertModel"])
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(cfg).bert
+    base.config.architectures = ["BertModel"]
+    spec = ModelSpec.from_hf_config(base.config.to_dict())
+    texts, labels = zip(*SENTIMENT_TRAIN)
+    clf, _ = finetune_classifier(base, tok, spec, check_labeled(list(texts), list(labels)),
+                                 FinetuneConfig(epochs=25, lr=1e-3), progress=False)
+    out = tmp_path_factory.mktemp("models") / "tiny-bert-clf"
+    return save_folder(clf, tok, out, {"kind": "test-fixture"})

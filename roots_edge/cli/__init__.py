@@ -14,6 +14,7 @@ COMMANDS = {
     "generate": ("model", "generate", "Generate text with the PyTorch reference model."),
     "predict": ("model", "predict", "Classify texts with the PyTorch reference model."),
     "info": ("model", "info", "Describe a model folder: family, sizes, labels, how it was made."),
+    "export": ("export", "export", "Export a model to ONNX, OpenVINO IR or GGUF targets, verified against PyTorch."),
     "demo": ("demo", "demo", "The main job on the embedded default model, end to end."),
 }
 

@@ -1,17 +1,23 @@
-"""`roots-edge demo`: the main job on the embedded default model."""
+"""`roots-edge demo`: the main job on the embedded default model, end to end."""
 from __future__ import annotations
 
 import time
 
 import click
 
+DEMO_TARGETS = ("gguf-q4", "onnx-int8", "openvino-int4")
+
 
 @click.command()
 @click.option("--prompt", default="Return the", show_default=True)
 @click.option("-n", "--max-new-tokens", type=int, default=40, show_default=True)
-def demo(prompt, max_new_tokens):
-    """Build (or reuse) the default model, report its quality and generate a sample."""
+@click.option("-t", "--target", "targets", multiple=True, default=DEMO_TARGETS, show_default=True,
+              help="Targets to export the default model to.")
+def demo(prompt, max_new_tokens, targets):
+    """Build (or reuse) the default model, report its quality, generate a sample, export and verify it."""
+    from roots_edge.exporters import export, get_target, load_source, read_manifest, verification_table
     from roots_edge.model import LanguageModel
+    from roots_edge.paths import home
 
     t0 = time.perf_counter()
     lm = LanguageModel.from_pretrained()
@@ -21,5 +27,19 @@ def demo(prompt, max_new_tokens):
     click.echo(f"validation perplexity  {m['val_perplexity']:8.2f}  ({m['val_tokens']:,} held-out tokens)")
     click.echo(f"unigram baseline       {m['unigram_perplexity']:8.2f}  "
                f"({m['unigram_perplexity'] / m['val_perplexity']:.1f}x worse)")
-    click.echo(f"\nsample (greedy): {prompt}{lm.generate(prompt, max_new_tokens)}")
+    click.echo(f"\nsample (greedy): {prompt}{lm.generate(prompt, max_new_tokens)}\n")
+
+    source = load_source(lm)
+    manifests = []
+    for name in targets:
+        target = get_target(name)
+        dest = home() / "artifacts" / "default" / target.name
+        if dest.exists() and read_manifest(dest)["source"]["sha256"] == source.sha256:
+            click.echo(f"reusing {target.name} at {dest}")
+            manifests.append(read_manifest(dest))
+            continue
+        click.echo(f"exporting {target.name} -> {dest}")
+        manifests.append(export(source, target, dest, force=True))
+    click.echo("\nverification against PyTorch (held-out validation text):")
+    click.echo(verification_table(manifests))
     click.echo(f"\ndone in {time.perf_counter() - t0:.1f} s")

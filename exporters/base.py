@@ -1,0 +1,161 @@
+"""The exporter seam: targets, the registry, sources and export options.
+
+A format is one `Exporter` subclass in its own module; it registers itself and its targets where it
+is defined (`class OnnxExporter(Exporter, format="onnx")`). The CLI's `--target` choices and every
+"unknown target" message come from this registry, never from a second list.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from roots_edge.errors import TargetError, UnsupportedModelError
+
+FORMAT_MODULES = ("onnx", "openvino", "gguf")  # roots_edge.exporters.<name>, imported to fill the registry
+
+
+@dataclass(frozen=True)
+class Bound:
+    """How far an artifact may drift from the PyTorch reference and still pass verification.
+
+    Decoders: `max_logit_diff` (float targets), `kl` (mean KL(reference || artifact) per position) and
+    `top1` (share of positions where the argmax agrees). Classifiers: `agreement` (share of equal
+    predicted labels) and `accuracy_delta` (absolute drop). None means "not checked".
+    """
+
+    max_logit_diff: float | None = None
+    kl: float | None = None
+    top1: float | None = None
+    agreement: float | None = None
+    accuracy_delta: float | None = None
+    cosine: float | None = None     # embedding encoders: smallest cosine similarity
+
+
+# Documented bounds per precision class (README "Verification bounds"). Measured drift on the default
+# model sits well inside them; they are loose enough for near-tied logits on small models.
+FLOAT32 = (Bound(max_logit_diff=5e-3, top1=0.995), Bound(agreement=0.99, cosine=0.9999))
+HALF = (Bound(max_logit_diff=0.15, kl=2e-3, top1=0.97), Bound(agreement=0.99, cosine=0.999))
+INT8 = (Bound(kl=1e-2, top1=0.93), Bound(agreement=0.9, accuracy_delta=0.05, cosine=0.98))
+INT6_5 = (Bound(kl=2e-2, top1=0.9), Bound(agreement=0.9, accuracy_delta=0.05, cosine=0.97))
+INT4 = (Bound(kl=8e-2, top1=0.8), Bound(agreement=0.85, accuracy_delta=0.1, cosine=0.93))
+INT3 = (Bound(kl=0.25, top1=0.65), Bound(agreement=0.75, accuracy_delta=0.2, cosine=0.85))
+INT2 = (Bound(kl=0.6, top1=0.5), Bound(agreement=0.6, accuracy_delta=0.3, cosine=0.7))
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str                 # what users type: "onnx-int8", "gguf-Q4_K_M"
+    format: str               # "onnx", "openvino", "gguf"
+    precision: str            # "fp32", "int8", "Q4_K_M", ...
+    families: tuple[str, ...]  # model families this target exports
+    decoder_bound: Bound = Bound()
+    classifier_bound: Bound = Bound()
+    aliases: tuple[str, ...] = ()
+    quantized: bool = False
+
+    def bound_for(self, is_decoder: bool) -> Bound:
+        return self.decoder_bound if is_decoder else self.classifier_bound
+
+    @classmethod
+    def make(cls, fmt: str, precision: str, families: tuple[str, ...], bounds: tuple[Bound, Bound],
+             aliases: tuple[str, ...] = ()) -> "Target":
+        return cls(f"{fmt}-{precision}", fmt, precision, families, bounds[0], bounds[1], aliases,
+                   quantized=bounds not in (FLOAT32, HALF))
+
+
+@dataclass
+class ExportOptions:
+    """Knobs of every exporter, typed. Each format reads the ones that apply to it."""
+
+    calibration: list[str] = field(default_factory=list)  # texts for data-aware methods and verification
+    group_size: int = 64            # int4 weight groups (OpenVINO / NNCF) and MatMulNBits blocks (ONNX)
+    ratio: float = 1.0              # NNCF int4: share of weights in 4 bits (the rest int8)
+    awq: bool | None = None         # NNCF AWQ; None: on when calibration text is given
+    scale_estimation: bool | None = None
+    static_int8: bool = False       # ONNX encoders: static QDQ with calibration instead of dynamic
+    opset: int = 18
+    verify: bool = True
+    allow_drift: bool = False
+    verify_texts: int = 16          # held-out texts used for verification
+    threads: int | None = None
+
+
+@dataclass
+class Source:
+    """The model being exported: its folder, normalised spec, and the PyTorch reference."""
+
+    folder: Path
+    spec: object  # roots_edge.spec.ModelSpec
+    model: object  # transformers PreTrainedModel, eval mode, float32
+    tokenizer: object  # transformers fast tokenizer
+    sha256: str
+    heldout: list[str] = field(default_factory=list)  # verification / calibration texts
+
+
+class Exporter:
+    """One per format. Subclasses declare `targets` and implement `write` and `open`."""
+
+    registry: ClassVar[dict[str, type["Exporter"]]] = {}
+    format: ClassVar[str]
+    targets: ClassVar[tuple[Target, ...]] = ()
+
+    def __init_subclass__(cls, format: str, **kw):
+        super().__init_subclass__(**kw)
+        cls.format = format
+        Exporter.registry[format] = cls
+
+    def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
+        """Write the artifact's files into the (temporary) folder `out`; return manifest extras."""
+        raise NotImplementedError
+
+    def open(self, out: Path, source: Source, options: ExportOptions):
+        """A runtime object over the artifact in `out` exposing `logits(ids)` (decoders, (1,T) -> (T,V))
+        or `classify_logits(input_ids, attention_mask)` / `embed(...)` (encoders), for verification."""
+        raise NotImplementedError
+
+    def versions(self) -> dict:
+        return {}
+
+
+def _load_formats() -> None:
+    for name in FORMAT_MODULES:
+        importlib.import_module(f"roots_edge.exporters.{name}")
+
+
+def all_targets() -> dict[str, Target]:
+    _load_formats()
+    out: dict[str, Target] = {}
+    for cls in Exporter.registry.values():
+        for t in cls.targets:
+            out[t.name] = t
+            for a in t.aliases:
+                out[a] = t
+    return out
+
+
+def target_names() -> list[str]:
+    """The canonical target names (aliases left out), for help texts and error messages."""
+    _load_formats()
+    return [t.name for cls in Exporter.registry.values() for t in cls.targets]
+
+
+def get_target(name: str) -> Target:
+    targets = all_targets()
+    key = name if name in targets else next((k for k in targets if k.lower() == name.lower()), None)
+    if key is None:
+        raise TargetError(f"unknown target {name!r}. Valid targets: {', '.join(target_names())}")
+    return targets[key]
+
+
+def exporter_for(target: Target) -> Exporter:
+    return Exporter.registry[target.format]()
+
+
+def check_family(target: Target, spec) -> None:
+    if spec.family not in target.families:
+        supported = {t.name: t.families for t in all_targets().values() if spec.family in t.families}
+        raise UnsupportedModelError(
+            f"target {target.name} does not export {spec.family} models ({spec.architecture}); it supports "
+            f"{', '.join(target.families)}. Targets for {spec.family}: {', '.join(sorted(supported))}")

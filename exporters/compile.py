@@ -1,0 +1,143 @@
+"""The export driver: source model -> artifact folder -> verification -> manifest, atomically."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from roots_edge.errors import DataError, OutputExistsError
+from roots_edge.paths import atomic_dir
+
+from .base import ExportOptions, Source, Target, check_family, exporter_for, get_target
+from .verify import verify
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def heldout_texts(folder: Path, record: dict) -> list[str]:
+    """The model's own validation text when its corpus is known, else the stdlib docstrings' validation split."""
+    from roots_edge.data import stdlib_docstrings
+
+    sources = (record.get("recipe") or {}).get("corpus")
+    if sources and sources != ["stdlib-docstrings"]:
+        try:
+            from roots_edge.data import read_corpus
+
+            return read_corpus(sources).val
+        except DataError:
+            pass
+    return stdlib_docstrings().val
+
+
+def load_source(model, *, calibration: Path | None = None) -> Source:
+    """A `Source` from a model folder (None: the default model) or a `LanguageModel`."""
+    from roots_edge.model import LanguageModel
+    from roots_edge.modelio import folder_hash, read_record
+
+    lm = model if isinstance(model, LanguageModel) else LanguageModel.from_pretrained(model)
+    if lm.path is None:
+        raise DataError("export needs a model saved on disk: call save_pretrained(dir) first")
+    if calibration is not None:
+        from roots_edge.data import read_corpus
+
+        texts = read_corpus([calibration])
+        heldout = texts.train + texts.val
+    else:
+        heldout = heldout_texts(lm.path, read_record(lm.path))
+    return Source(folder=lm.path, spec=lm.spec, model=lm.model, tokenizer=lm.tokenizer,
+                  sha256=folder_hash(lm.path), heldout=heldout)
+
+
+def _split_texts(source: Source, options: ExportOptions) -> tuple[list[str], list[str]]:
+    """(calibration, verification) texts: verification takes the last `verify_texts`, disjoint when possible."""
+    texts = [t for t in (options.calibration or source.heldout) if t.strip()]
+    if not texts:
+        raise DataError("the calibration text is empty; give a file with text (.txt, .jsonl, .csv)")
+    n = min(options.verify_texts, len(texts))
+    verification = texts[-n:]
+    calibration = texts[:-n] if len(texts) > n else texts
+    return calibration, verification
+
+
+def bits_per_weight(weight_bytes: int, model) -> float:
+    """Bits of the weight file(s) per parameter of the PyTorch model (tied tensors counted once)."""
+    n = sum(p.numel() for p in model.parameters())
+    return round(8 * weight_bytes / n, 3)
+
+
+def export(source: Source, target: str | Target, out: Path, options: ExportOptions | None = None, *,
+           force: bool = False, log=print) -> dict:
+    """Write, verify and describe one artifact. Nothing is left at `out` unless all of it succeeded."""
+    options = options or ExportOptions()
+    target = get_target(target) if isinstance(target, str) else target
+    check_family(target, source.spec)
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
+    exporter = exporter_for(target)
+    calibration, verification = _split_texts(source, options)
+    opts = ExportOptions(**{**options.__dict__, "calibration": calibration})
+    t0 = time.perf_counter()
+    with atomic_dir(out, replace=force) as tmp:
+        extras = exporter.write(source, target, tmp, opts)
+        seconds = time.perf_counter() - t0
+        if options.verify:
+            runtime = exporter.open(tmp, source, opts)
+            result = verify(source, runtime, target, verification, enforce=not options.allow_drift)
+            del runtime
+        else:
+            result = {"passed": None, "skipped": "--no-verify"}
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        weight_bytes = extras.pop("weight_bytes", None) or sum(p.stat().st_size for p in files)
+        manifest = {
+            "target": target.name,
+            "format": target.format,
+            "precision": target.precision,
+            "source": {"path": str(source.folder), "sha256": source.sha256,
+                       "architecture": source.spec.architecture, "family": source.spec.family,
+                       "task": source.spec.task, "labels": source.spec.labels},
+            "files": [{"name": str(p.relative_to(tmp)), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                      for p in files],
+            "size_bytes": sum(p.stat().st_size for p in files),
+            "bits_per_weight": bits_per_weight(weight_bytes, source.model),
+            "export_seconds": round(seconds, 2),
+            "verification": result,
+            "versions": {"python": platform.python_version(), **exporter.versions()},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **extras,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def read_manifest(artifact: Path) -> dict:
+    path = Path(artifact) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{artifact} has no {MANIFEST}: is it a roots-edge artifact?")
+    return json.loads(path.read_text())
+
+
+def verification_table(manifests: list[dict]) -> str:
+    head = f"{'target':<16}{'size':>10}{'bits/w':>8}{'max|dlogit|':>13}{'KL':>10}{'top-1/agree':>13}{'time':>8}  status"
+    lines = [head, "-" * len(head)]
+    for m in manifests:
+        v = m["verification"]
+        met = v.get("metrics", {})
+        agree = met.get("top1", met.get("agreement", met.get("min_cosine")))
+        status = "skipped" if v.get("passed") is None else ("ok" if v["passed"] else "DRIFT")
+        fmt = lambda x, f: format(x, f) if x is not None else "-"  # noqa: E731
+        lines.append(f"{m['target']:<16}{m['size_bytes'] / 1e6:>8.2f}MB{m['bits_per_weight']:>8.2f}"
+                     f"{fmt(met.get('max_logit_diff'), '>13.3g')}{fmt(met.get('kl'), '>10.2e')}"
+                     f"{fmt(agree, '>13.4f')}{m['export_seconds']:>7.1f}s  {status}")
+    return "\n".join(lines)

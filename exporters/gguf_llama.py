@@ -1,0 +1,107 @@
+"""Llama decoders -> GGUF (arch `llama`), tensor for tensor what llama.cpp's converter writes.
+
+- Q and K rows are permuted per head from Hugging Face's rotate-half RoPE layout to llama.cpp's
+  interleaved one (without it the file loads and runs, but attention is wrong).
+- Tied embeddings: no `output.weight`; llama.cpp reuses `token_embd.weight`.
+- The byte-level BPE tokenizer goes in as `gpt2` with the `gpt-2` pre-tokenizer, which splits text
+  exactly as the `tokenizers` ByteLevel(use_regex=True) pre-tokenizer does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from roots_edge.errors import UnsupportedModelError
+
+from .base import Source
+from .gguf_write import FloatType, GgufFile, TensorMapper, token_table, tokenizer_json
+
+SKIPPED = ("rotary_emb.inv_freq",)  # buffers, not weights
+
+
+def rope_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """(n_head * head_dim, in) rows from [half 1 | half 2] per head to interleaved pairs."""
+    rows = w.shape[0]
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def check_tokenizer(tok: dict) -> None:
+    """Only byte-level BPE with the GPT-2 split (what roots-edge trains) round-trips through llama.cpp."""
+    model, pre, norm = tok.get("model") or {}, tok.get("pre_tokenizer") or {}, tok.get("normalizer")
+    ok = (model.get("type") == "BPE" and not model.get("byte_fallback") and norm is None
+          and pre.get("type") == "ByteLevel" and pre.get("use_regex", True) and not pre.get("add_prefix_space"))
+    if not ok:
+        found = f"model {model.get('type')}, pre-tokenizer {pre.get('type')}, normalizer {(norm or {}).get('type')}"
+        raise UnsupportedModelError(
+            f"GGUF export embeds byte-level BPE tokenizers with the GPT-2 split (model BPE, pre-tokenizer "
+            f"ByteLevel, no normalizer); this model's tokenizer has {found}. llama.cpp would tokenize it "
+            "differently. Export to ONNX or OpenVINO instead, or retrain the tokenizer with roots-edge.")
+
+
+def merges(tok: dict) -> list[str]:
+    """BPE merges as llama.cpp stores them: "left right" strings, in rank order."""
+    return [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+
+
+def add_hparams(f: GgufFile, spec, name: str) -> None:
+    w = f.writer
+    w.add_name(name)
+    w.add_vocab_size(spec.vocab_size)
+    w.add_context_length(spec.context_length)
+    w.add_embedding_length(spec.hidden_size)
+    w.add_block_count(spec.num_layers)
+    w.add_feed_forward_length(spec.intermediate_size)
+    w.add_head_count(spec.num_heads)
+    w.add_head_count_kv(spec.num_kv_heads)
+    w.add_layer_norm_rms_eps(spec.norm_eps)
+    w.add_rope_freq_base(spec.rope_theta)
+    w.add_rope_dimension_count(spec.head_dim)
+    if spec.head_dim * spec.num_heads != spec.hidden_size:
+        w.add_key_length(spec.head_dim)
+        w.add_value_length(spec.head_dim)
+
+
+def add_tokenizer(f: GgufFile, source: Source) -> None:
+    tok, spec, hf = tokenizer_json(source.tokenizer), source.spec, source.tokenizer
+    check_tokenizer(tok)
+    pieces, types = token_table(hf, spec.vocab_size)
+    w = f.writer
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(pieces)
+    w.add_token_types(types)
+    w.add_token_merges(merges(tok))
+    probe = hf("a")["input_ids"]  # what the HF tokenizer adds around a text, asked rather than guessed
+    for token_id, add in ((spec.bos_token_id, w.add_bos_token_id), (spec.eos_token_id, w.add_eos_token_id),
+                          (spec.pad_token_id, w.add_pad_token_id)):
+        if token_id is not None:
+            add(int(token_id))
+    w.add_add_bos_token(spec.bos_token_id is not None and probe[0] == spec.bos_token_id)
+    w.add_add_eos_token(spec.eos_token_id is not None and probe[-1] == spec.eos_token_id)
+
+
+def write_llama(source: Source, path: Path, ftype: FloatType) -> Path:
+    """Write `source` (a LlamaForCausalLM) as one GGUF file of float type `ftype`."""
+    import gguf
+
+    spec = source.spec
+    if spec.task != "causal-lm":
+        raise UnsupportedModelError(
+            f"GGUF export supports Llama causal LMs, not {spec.architecture}: llama.cpp's classification "
+            "pooling reads the first token, Hugging Face's Llama classifier the last. Use an ONNX or OpenVINO target.")
+    f = GgufFile(path, gguf.MODEL_ARCH.LLAMA, ftype)
+    add_hparams(f, spec, source.folder.name)
+    add_tokenizer(f, source)
+    to_gguf = TensorMapper(gguf.MODEL_ARCH.LLAMA, spec.num_layers)
+    lm_head = "lm_head.weight"
+    for hf_name, tensor in source.model.state_dict().items():
+        if hf_name.endswith(SKIPPED) or (hf_name == lm_head and spec.tie_embeddings):
+            continue
+        w = tensor.detach().float().cpu().numpy()   # (out, in) or (n,)
+        if hf_name.endswith("self_attn.q_proj.weight"):
+            w = rope_permute(w, spec.num_heads)     # (n_head * head_dim, hidden)
+        elif hf_name.endswith("self_attn.k_proj.weight"):
+            w = rope_permute(w, spec.num_kv_heads)  # (n_kv_head * head_dim, hidden)
+        f.add(to_gguf(hf_name), w)
+    return f.close()

@@ -1,0 +1,59 @@
+"""`roots-edge export`: the export compiler's command line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import download_option, echo_json
+
+
+def _target_choice() -> click.Choice:
+    from roots_edge.exporters.base import all_targets
+
+    return click.Choice(sorted(all_targets()), case_sensitive=False)
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("-t", "--target", "targets", multiple=True, required=True, type=_target_choice(),
+              help="FORMAT-PRECISION (repeatable), e.g. gguf-q4, onnx-int8, openvino-int4.")
+@click.option("-o", "--output", type=click.Path(), required=True,
+              help="Artifact folder (with several targets: a parent folder, one subfolder per target).")
+@click.option("--calibration", type=click.Path(), help="Text for data-aware methods and verification "
+              "(.txt, .jsonl, .csv); default: the model's validation text.")
+@click.option("--group-size", type=int, default=64, show_default=True, help="int4 group / block size.")
+@click.option("--ratio", type=float, default=1.0, show_default=True, help="OpenVINO int4: share of weights in 4 bits.")
+@click.option("--awq/--no-awq", default=None, help="OpenVINO int4 AWQ (default: on with calibration text).")
+@click.option("--scale-estimation/--no-scale-estimation", default=None,
+              help="OpenVINO int4 scale estimation (default: on with calibration text).")
+@click.option("--static-int8", is_flag=True, help="ONNX encoders: static QDQ int8 with calibration.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check against PyTorch.")
+@click.option("--allow-drift", is_flag=True, help="Keep an artifact that drifts past its bound (recorded).")
+@click.option("--force", is_flag=True, help="Overwrite existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
+@download_option
+def export(model, targets, output, calibration, group_size, ratio, awq, scale_estimation, static_int8, no_verify,
+           allow_drift, force, as_json, download):
+    """Export MODEL (default: the embedded default) to one or more TARGETs, each verified against PyTorch."""
+    from roots_edge.errors import OutputExistsError
+    from roots_edge.exporters import ExportOptions, export as run_export, get_target, load_source, verification_table
+    from roots_edge.model import LanguageModel
+
+    out = Path(output)
+    resolved = list(dict.fromkeys(get_target(t) for t in targets))
+    dests = [out] if len(resolved) == 1 else [out / t.name for t in resolved]
+    taken = [str(d) for d in dests if d.exists()]
+    if taken and not force:
+        raise OutputExistsError(f"{', '.join(taken)} already exist(s); choose another --output or pass --force")
+    options = ExportOptions(group_size=group_size, ratio=ratio, awq=awq, scale_estimation=scale_estimation,
+                            static_int8=static_int8, verify=not no_verify, allow_drift=allow_drift)
+    lm = LanguageModel.from_pretrained(model, allow_download=download)
+    source = load_source(lm, calibration=Path(calibration) if calibration else None)
+    manifests = []
+    for target, dest in zip(resolved, dests):
+        click.echo(f"exporting {target.name} -> {dest}", err=True)
+        manifests.append(run_export(source, target, dest, options, force=force))
+    if as_json:
+        return echo_json(manifests)
+    click.echo(verification_table(manifests))

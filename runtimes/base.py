@@ -1,0 +1,84 @@
+"""The runtime seam: one `Backend` subclass per runtime library, all with the same verbs.
+
+Never imports torch. A backend registers the artifact formats it opens where it is defined
+(`class OnnxRuntimeBackend(Backend, format="onnx")`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+ENCODER_MAX_TOKENS = 256  # truncation for classification / embedding inputs, the same on every backend
+
+
+class RuntimeLoadError(Exception):
+    """An artifact that cannot be opened: missing, truncated, corrupt or of an unknown format."""
+
+
+def load_tokenizer(folder: Path):
+    """The artifact's `tokenizer.json` as a `tokenizers.Tokenizer` (no transformers, no torch)."""
+    from tokenizers import Tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise RuntimeLoadError(f"{folder} has no tokenizer.json")
+    tok = Tokenizer.from_file(str(path))
+    tok.no_truncation()  # some tokenizer.json files carry their own; callers choose
+    tok.no_padding()
+    return tok
+
+
+def encode_batch(tokenizer, texts: Sequence[str], pad_id: int, max_length: int = ENCODER_MAX_TOKENS):
+    """(input_ids, attention_mask) as int64 arrays, right-padded to the longest text, truncated."""
+    tokenizer.enable_truncation(max_length)  # keeps the special tokens, as transformers does
+    try:
+        ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
+    finally:
+        tokenizer.no_truncation()
+    width = max(len(i) for i in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, seq in enumerate(ids):
+        input_ids[row, :len(seq)] = seq
+        mask[row, :len(seq)] = 1
+    return input_ids, mask
+
+
+def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of the last hidden states over real tokens, L2-normalised: (B, T, C) -> (B, C)."""
+    m = mask[..., None].astype(hidden.dtype)
+    pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1)
+    return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+
+
+class Backend:
+    """Verbs every backend offers (issue-4 runtime API grows from here):
+
+    - `logits(input_ids)`: (1, T) int64 -> (T, V) float32, a full prefill (decoders);
+    - `classify_logits(texts)`: (N, C) class logits (classifiers);
+    - `embed(texts)`: (N, C) mean-pooled, normalised embeddings (encoders).
+    """
+
+    registry: ClassVar[dict[str, type["Backend"]]] = {}
+    format: ClassVar[str]
+
+    def __init_subclass__(cls, format: str, **kw):
+        super().__init_subclass__(**kw)
+        cls.format = format
+        Backend.registry[format] = cls
+
+    def logits(self, input_ids: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no decoder")
+
+    def classify_logits(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no classifier head")
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} cannot embed")
