@@ -5,7 +5,7 @@ Heavy libraries load lazily: `import roots_edge` imports neither torch nor any r
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["LanguageModel", "__version__"]
+__all__ = ["LanguageModel", "load", "__version__"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from .model import LanguageModel
 
         return LanguageModel
+    if name == "load":
+        from .runtimes import load
+
+        return load
     raise AttributeError(f"module 'roots_edge' has no attribute {name!r}")

@@ -1,0 +1,55 @@
+"""One runtime for every artifact: `load(path)` picks the backend from the file and returns an
+`EdgeModel` with the same verbs on PyTorch, ONNX Runtime, OpenVINO and llama.cpp. Never imports torch
+unless the artifact is a PyTorch (Hugging Face) folder."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from .base import Backend, RuntimeLoadError
+
+BACKEND_MODULES = {"gguf": "llamacpp", "onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
+GGUF_MAGIC = b"GGUF"
+
+
+def detect_format(path: str | Path) -> str:
+    """`gguf`, `onnx`, `openvino` or `torch`, from the file itself (magic bytes, file names)."""
+    p = Path(path)
+    if not p.exists():
+        raise RuntimeLoadError(f"{p} does not exist; give an artifact folder or a .gguf / .onnx / .xml file")
+    if p.is_file():
+        with p.open("rb") as f:
+            if f.read(4) == GGUF_MAGIC:
+                return "gguf"
+        if p.suffix == ".onnx":
+            return "onnx"
+        if p.suffix == ".xml":
+            return "openvino"
+        raise RuntimeLoadError(f"{p} is not a GGUF, ONNX or OpenVINO file (no GGUF magic, not .onnx / .xml)")
+    if any(p.glob("*.gguf")):
+        return "gguf"
+    if (p / "openvino_model.xml").is_file():
+        return "openvino"
+    if (p / "model.onnx").is_file() or any(p.glob("*.onnx")):
+        return "onnx"
+    if (p / "config.json").is_file() and any(p.glob("*.safetensors")):
+        return "torch"
+    raise RuntimeLoadError(f"{p} holds no model roots-edge can run: expected a .gguf file, model.onnx, "
+                           "openvino_model.xml or a Hugging Face folder (config.json + model.safetensors)")
+
+
+def backend_class(fmt: str) -> type[Backend]:
+    importlib.import_module(f"roots_edge.runtimes.{BACKEND_MODULES[fmt]}")
+    return Backend.registry[fmt]
+
+
+def load(path: str | Path, device: str = "auto", threads: int | None = None):
+    """Open an artifact (or a Hugging Face folder) on `device` (cpu, gpu, apple, auto)."""
+    from .edge import EdgeModel
+
+    fmt = detect_format(path)
+    backend = backend_class(fmt)(Path(path), device=device, threads=threads)
+    return EdgeModel(backend, Path(path))
+
+
+__all__ = ["load", "detect_format", "RuntimeLoadError"]

@@ -86,18 +86,3 @@ def generate(prompt, model, max_new_tokens, temperature, top_k, top_p, seed, dow
     lm = _load(model, download)
     click.echo(prompt + lm.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k,
                                     top_p=top_p, seed=seed))
-
-
-@click.command()
-@click.argument("model")
-@click.argument("texts", nargs=-1, required=True)
-@download_option
-@json_option
-def predict(model, texts, download, as_json):
-    """Classify TEXTS with the classifier MODEL."""
-    lm = _load(model, download)
-    preds = lm.predict(list(texts))
-    if as_json:
-        return echo_json(preds)
-    for text, p in zip(texts, preds):
-        click.echo(f"{p['label']}\t{p['score']:.4f}\t{text}")

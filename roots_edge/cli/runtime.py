@@ -1,0 +1,128 @@
+"""`roots-edge run | chat | predict | devices`: artifacts through the one runtime API (no torch needed)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import echo_json, json_option
+
+device_option = click.option("--device", default="auto", show_default=True,
+                             type=click.Choice(["auto", "cpu", "gpu", "apple"]), help="Where to run.")
+threads_option = click.option("--threads", type=int, help="CPU threads (default: the backend's choice).")
+
+
+def _load(artifact, device, threads):
+    from roots_edge.runtimes import load
+
+    return load(artifact, device=device, threads=threads)
+
+
+def _run_guarded(fn):
+    """Runtime errors (not RootsEdgeError subclasses) become clean CLI errors too."""
+    from roots_edge.runtimes.base import RuntimeLoadError
+    from roots_edge.runtimes.devices import DeviceError
+    from roots_edge.runtimes.generation import ContextOverflowError
+
+    try:
+        return fn()
+    except (RuntimeLoadError, DeviceError, ContextOverflowError, ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command()
+@click.argument("artifact")
+@click.option("-p", "--prompt", required=True)
+@click.option("-n", "--max-new-tokens", type=int, default=64, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--top-k", type=int, default=0)
+@click.option("--top-p", type=float, default=1.0)
+@click.option("--seed", type=int)
+@click.option("--stop", multiple=True, help="Stop string (repeatable).")
+@click.option("--truncate", is_flag=True, help="Keep the prompt's tail if it exceeds the context.")
+@device_option
+@threads_option
+def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, truncate, device, threads):
+    """Stream the continuation of PROMPT from ARTIFACT (GGUF, ONNX, OpenVINO or a model folder)."""
+    def go():
+        model = _load(artifact, device, threads)
+        click.echo(prompt, nl=False)
+        for piece in model.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                    seed=seed, stop=stop, truncate=truncate, stream=True):
+            click.echo(piece, nl=False)
+            sys.stdout.flush()
+        click.echo()
+
+    _run_guarded(go)
+
+
+@click.command()
+@click.argument("artifact")
+@click.option("-n", "--max-new-tokens", type=int, default=96, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--seed", type=int)
+@device_option
+@threads_option
+def chat(artifact, max_new_tokens, temperature, seed, device, threads):
+    """A REPL over ARTIFACT that keeps the conversation (the model sees all earlier turns). Empty line or
+    Ctrl-D ends it."""
+    def go():
+        model = _load(artifact, device, threads)
+        ctx = model.info().get("context_length", 0)
+        history = ""
+        click.echo(f"chatting with {artifact} ({ctx} tokens of context); an empty line ends")
+        while True:
+            try:
+                line = input("you> ")
+            except EOFError:
+                break
+            if not line.strip():
+                break
+            history += f"{line}\n"
+            click.echo("model> ", nl=False)
+            reply = ""
+            for piece in model.generate(history, max_new_tokens, temperature=temperature, seed=seed,
+                                        stop=("\n\n",), truncate=True, stream=True):
+                reply += piece
+                click.echo(piece, nl=False)
+                sys.stdout.flush()
+            click.echo()
+            history += reply.strip("\n") + "\n\n"
+
+    _run_guarded(go)
+
+
+@click.command()
+@click.argument("artifact")
+@click.argument("texts", nargs=-1, required=True)
+@device_option
+@threads_option
+@json_option
+def predict(artifact, texts, device, threads, as_json):
+    """Classify TEXTS with a classifier ARTIFACT (or model folder)."""
+    def go():
+        preds = _load(artifact, device, threads).classify(list(texts))
+        if as_json:
+            return echo_json(preds)
+        for text, p in zip(texts, preds):
+            click.echo(f"{p['label']}\t{p['score']:.4f}\t{text}")
+
+    _run_guarded(go)
+
+
+@click.command()
+@json_option
+def devices(as_json):
+    """What each backend offers on this machine (cpu, gpu, apple)."""
+    from roots_edge.runtimes.devices import present
+
+    table = {}
+    for backend in ("onnxruntime", "openvino", "llamacpp", "torch"):
+        try:
+            table[backend] = present(backend)
+        except ImportError as exc:
+            table[backend] = {"error": f"not installed ({exc.name})"}
+    if as_json:
+        return echo_json(table)
+    for backend, offered in table.items():
+        click.echo(f"{backend:<12} " + ", ".join(f"{d}: {s}" for d, s in offered.items()))

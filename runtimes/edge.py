@@ -1,0 +1,93 @@
+"""`EdgeModel`: the same verbs over every backend (generate, classify, embed, logits, tokenize, info)."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .generation import generate_ids, stream_text
+from .sampling import GenerationConfig
+
+MAX_TEXT_CHARS = 100_000
+
+
+def _check_text(text) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("the text is empty; give at least one non-space character")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"the text has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it")
+    return text
+
+
+class EdgeModel:
+    """A loaded artifact. Calls are serialized by a per-model lock: safe to share between threads
+    (one call runs at a time; load one model per thread for parallel work)."""
+
+    def __init__(self, backend, path: Path):
+        self.backend = backend
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ text generation
+    def generate(self, prompt: str, max_new_tokens: int = 64, *, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (), truncate: bool = False,
+                 stream: bool = False):
+        """The continuation of `prompt` (a str), or with `stream=True` an iterator of text pieces."""
+        _check_text(prompt)
+        cfg = GenerationConfig(max_new_tokens, temperature, top_k, top_p, seed, tuple(stop), truncate)
+        if stream:
+            return self._stream(prompt, cfg)
+        return "".join(self._stream(prompt, cfg))
+
+    def _stream(self, prompt: str, cfg: GenerationConfig) -> Iterator[str]:
+        with self._lock:
+            yield from stream_text(self.backend, prompt, cfg)
+
+    def generate_ids(self, ids: Sequence[int], max_new_tokens: int = 64, **kw) -> list[int]:
+        cfg = GenerationConfig(max_new_tokens, **kw)
+        with self._lock:
+            return list(generate_ids(self.backend, list(map(int, ids)), cfg))
+
+    # ------------------------------------------------------------------ encoders and raw access
+    def classify(self, texts: str | Sequence[str]):
+        """{"label", "score", "scores"} per text (batched)."""
+        single = isinstance(texts, str)
+        batch = [_check_text(t) for t in ([texts] if single else texts)]
+        with self._lock:
+            logits = np.asarray(self.backend.classify_logits(batch), dtype=np.float64)   # (N, C)
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        labels = self.backend.labels
+        out = [{"label": labels[int(p.argmax())], "score": float(p.max()),
+                "scores": {lab: float(x) for lab, x in zip(labels, p)}} for p in probs]
+        return out[0] if single else out
+
+    def embed(self, texts: str | Sequence[str]) -> np.ndarray:
+        single = isinstance(texts, str)
+        batch = [_check_text(t) for t in ([texts] if single else texts)]
+        with self._lock:
+            out = np.asarray(self.backend.embed(batch), dtype=np.float32)
+        return out[0] if single else out
+
+    def logits(self, text_or_ids) -> np.ndarray:
+        """(T, V) logits of a full prefill."""
+        ids = self.tokenize(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
+        with self._lock:
+            return np.asarray(self.backend.logits(np.asarray([ids], dtype=np.int64)), dtype=np.float32)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.backend.tokenize(_check_text(text))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.backend.detokenize(list(map(int, ids)))
+
+    def info(self) -> dict:
+        return {"path": str(self.path), **self.backend.info()}
+
+    def __repr__(self) -> str:
+        i = self.backend.info()
+        return f"EdgeModel({i.get('format')}, {i.get('precision')}, device={i.get('device')}, path={str(self.path)!r})"

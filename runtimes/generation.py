@@ -1,0 +1,67 @@
+"""The decode loop shared by every backend: prefill, sample, feed back one token, stream text.
+
+A backend only provides `reset()`, `forward(ids) -> logits of the last position (V,)` (appending to its
+own KV cache), `tokenize`, `detokenize`, `eos_ids` and `context_length`.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .sampling import GenerationConfig, Sampler
+
+
+class ContextOverflowError(ValueError):
+    """A prompt that does not fit the model's context."""
+
+
+def fit_prompt(ids: list[int], context_length: int, cfg: GenerationConfig) -> tuple[list[int], int]:
+    """(prompt ids, how many new tokens fit) — fails clearly or keeps the prompt's tail when asked."""
+    if not ids:
+        raise ValueError("the prompt encodes to no tokens")
+    if len(ids) >= context_length:
+        if not cfg.truncate:
+            raise ContextOverflowError(
+                f"the prompt has {len(ids)} tokens; the context holds {context_length}. Shorten it or pass "
+                "truncate=True (CLI: --truncate) to keep its last tokens.")
+        keep = max(1, context_length - max(1, cfg.max_new_tokens))
+        ids = ids[:1] + ids[-(keep - 1):] if keep > 1 else ids[-1:]
+    return ids, min(cfg.max_new_tokens, context_length - len(ids))
+
+
+def generate_ids(backend, ids: list[int], cfg: GenerationConfig) -> Iterator[int]:
+    ids, budget = fit_prompt(ids, backend.context_length, cfg)
+    sampler = Sampler(cfg)
+    backend.reset()
+    logits = backend.forward(np.asarray(ids, dtype=np.int64))
+    for _ in range(budget):
+        token = sampler(logits)
+        if token in backend.eos_ids:
+            return
+        yield token
+        logits = backend.forward(np.asarray([token], dtype=np.int64))
+
+
+def stream_text(backend, prompt: str, cfg: GenerationConfig) -> Iterator[str]:
+    """Text pieces as they decode. Holds back incomplete UTF-8 and anything that may begin a stop string."""
+    out: list[int] = []
+    emitted = ""
+    hold = max((len(s) for s in cfg.stop), default=1) - 1
+    for token in generate_ids(backend, backend.tokenize(prompt), cfg):
+        out.append(token)
+        text = backend.detokenize(out)
+        cut = min((i for i in (text.find(s) for s in cfg.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            if cut > len(emitted):
+                yield text[len(emitted):cut]
+            return
+        if text.endswith("\ufffd"):
+            continue  # a multi-byte character is not complete yet
+        safe = len(text) - hold
+        if safe > len(emitted):
+            yield text[len(emitted):safe]
+            emitted = text[:safe]
+    text = backend.detokenize(out) if out else ""
+    if len(text) > len(emitted):
+        yield text[len(emitted):]

@@ -1,0 +1,49 @@
+"""One sampler for every backend: a seed gives the same sample wherever the logits agree."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 64
+    temperature: float = 0.0      # 0: greedy
+    top_k: int = 0                # 0: off
+    top_p: float = 1.0            # 1.0: off
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)  # stop strings (not included in the output)
+    truncate: bool = False        # a prompt longer than the context: keep its last tokens instead of failing
+
+    def __post_init__(self):
+        if self.max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be >= 0")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError("temperature >= 0, 0 < top_p <= 1 and top_k >= 0 are required")
+        self.stop = tuple(self.stop)
+
+
+class Sampler:
+    """Greedy at temperature 0; else temperature, then top-k, then top-p, then one uniform draw."""
+
+    def __init__(self, cfg: GenerationConfig):
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def __call__(self, logits: np.ndarray) -> int:
+        logits = np.asarray(logits, dtype=np.float64).reshape(-1)           # (V,)
+        if self.cfg.temperature <= 0:
+            return int(logits.argmax())
+        order = np.argsort(-logits, kind="stable")                          # (V,) best first
+        scaled = logits[order] / self.cfg.temperature
+        if self.cfg.top_k:
+            scaled = scaled[: self.cfg.top_k]
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        if self.cfg.top_p < 1.0:
+            keep = int(np.searchsorted(np.cumsum(probs), self.cfg.top_p) + 1)
+            probs = probs[:keep] / probs[:keep].sum()
+        u = self.rng.random()
+        index = min(int(np.searchsorted(np.cumsum(probs), u, side="right")), len(probs) - 1)
+        return int(order[index])

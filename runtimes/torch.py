@@ -1,0 +1,89 @@
+"""The PyTorch backend: a Hugging Face folder run with transformers (the reference, and torch MPS/CUDA)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import Backend, RuntimeLoadError, encode_batch, load_tokenizer, mean_pool, read_json
+from .devices import place
+
+
+class TorchBackend(Backend, format="torch"):
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None):
+        import torch
+
+        from roots_edge.errors import RootsEdgeError
+        from roots_edge.modelio import check_folder, load_torch
+
+        self.placement = place("torch", device)
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            self.spec = check_folder(Path(path))
+            self.model, _ = load_torch(Path(path), self.spec)
+        except RootsEdgeError as exc:
+            raise RuntimeLoadError(str(exc)) from None
+        self.model.to(self.placement.setting)
+        self.torch = torch
+        self.path = Path(path)
+        self.tok = load_tokenizer(path)
+        gen = read_json(self.path / "generation_config.json")
+        eos = gen.get("eos_token_id", self.spec.eos_token_id)
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.context_length = self.spec.context_length
+        self.labels = self.spec.labels
+        self.pad_id = self.spec.pad_token_id if self.spec.pad_token_id is not None else 0
+        self.cache = None
+
+    # decoder primitives -------------------------------------------------------
+    def reset(self) -> None:
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache(config=self.model.config)
+        self.seen = 0
+
+    def forward(self, ids: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        x = torch.from_numpy(np.asarray(ids, dtype=np.int64).reshape(1, -1)).to(self.placement.setting)
+        with torch.no_grad():
+            out = self.model(input_ids=x, cache=self.cache, use_cache=True)
+        self.cache = out.cache
+        return out.logits[0, -1].float().cpu().numpy()
+
+    def logits(self, input_ids: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.no_grad():
+            out = self.model(input_ids=torch.from_numpy(np.asarray(input_ids, dtype=np.int64)).to(self.placement.setting))
+        return out.logits[0].float().cpu().numpy()
+
+    # encoders -------------------------------------------------------------------
+    def _encode(self, texts):
+        torch = self.torch
+        ids, mask = encode_batch(self.tok, texts, self.pad_id)
+        return {"input_ids": torch.from_numpy(ids).to(self.placement.setting),
+                "attention_mask": torch.from_numpy(mask).to(self.placement.setting)}, mask
+
+    def classify_logits(self, texts):
+        enc, _ = self._encode(texts)
+        with self.torch.no_grad():
+            return self.model(**enc).logits.float().cpu().numpy()
+
+    def embed(self, texts):
+        enc, mask = self._encode(texts)
+        with self.torch.no_grad():
+            hidden = self.model(**enc, output_hidden_states=True).hidden_states[-1].float().cpu().numpy()
+        return mean_pool(hidden, mask)
+
+    # text -------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        return self.tok.encode(text).ids
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+    def info(self) -> dict:
+        size = sum(p.stat().st_size for p in self.path.glob("*.safetensors"))
+        return {"format": "torch", "precision": "fp32", "backend": "torch", "device": self.placement.device,
+                "setting": self.placement.setting, "file_size": size, "context_length": self.context_length,
+                "task": self.spec.task, "labels": self.labels}

@@ -1,0 +1,60 @@
+"""The shared decode loop, through the torch backend on a tiny model."""
+import pytest
+
+from roots_edge.runtimes import RuntimeLoadError, detect_format, load
+from roots_edge.runtimes.generation import ContextOverflowError
+
+
+@pytest.fixture(scope="module")
+def edge(tiny_llama):
+    return load(tiny_llama, device="cpu")
+
+
+def test_greedy_matches_transformers_generate(edge, tiny_llama):
+    from roots_edge import LanguageModel
+
+    ref = LanguageModel.from_pretrained(tiny_llama)
+    assert edge.generate("Return the", 24) == ref.generate("Return the", 24)
+    info = edge.info()
+    assert (info["format"], info["device"], info["context_length"]) == ("torch", "cpu", 128)
+
+
+def test_stream_pieces_join_to_the_full_text(edge):
+    pieces = list(edge.generate("Return the", 30, stream=True))
+    assert len(pieces) > 3 and "".join(pieces) == edge.generate("Return the", 30)
+
+
+def test_seeded_sampling_repeats_and_differs_from_greedy(edge):
+    a = edge.generate("The", 30, temperature=1.0, seed=7)
+    assert a == edge.generate("The", 30, temperature=1.0, seed=7)
+    assert a != edge.generate("The", 30, temperature=1.0, seed=8)
+
+
+def test_stop_strings_cut_the_output(edge):
+    full = edge.generate("Return the", 40)
+    stop = full.strip()[3:6]
+    cut = edge.generate("Return the", 40, stop=[stop])
+    assert stop not in cut and full.startswith(cut)
+
+
+def test_context_overflow_fails_or_truncates(edge):
+    long = "word " * 400
+    with pytest.raises(ContextOverflowError, match="context holds 128"):
+        edge.generate(long, 5)
+    assert isinstance(edge.generate(long, 5, truncate=True), str)
+
+
+def test_tokenize_roundtrip(edge):
+    ids = edge.tokenize("Return the value.")
+    assert ids[0] == 0 and edge.detokenize(ids) == "Return the value."
+
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(RuntimeLoadError, match="does not exist"):
+        detect_format(tmp_path / "nothing")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(RuntimeLoadError, match="not a GGUF, ONNX or OpenVINO file"):
+        detect_format(junk)
+    with pytest.raises(RuntimeLoadError, match="holds no model"):
+        detect_format(tmp_path)
