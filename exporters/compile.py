@@ -136,7 +136,7 @@ def verification_table(manifests: list[dict]) -> str:
         met = v.get("metrics", {})
         agree = met.get("top1", met.get("agreement", met.get("min_cosine")))
         status = "skipped" if v.get("passed") is None else ("ok" if v["passed"] else "DRIFT")
-        fmt = lambda x, f: format(x, f) if x is not None else "-"  # noqa: E731
+        fmt = lambda x, f: format(x, f) if x is not None else format("-", ">" + f[1:].split(".")[0])  # noqa: E731
         lines.append(f"{m['target']:<16}{m['size_bytes'] / 1e6:>8.2f}MB{m['bits_per_weight']:>8.2f}"
                      f"{fmt(met.get('max_logit_diff'), '>13.3g')}{fmt(met.get('kl'), '>10.2e')}"
                      f"{fmt(agree, '>13.4f')}{m['export_seconds']:>7.1f}s  {status}")

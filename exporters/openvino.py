@@ -44,7 +44,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
         to_fp16 = target.precision != "fp32"
         ov.save_model(ov_model, str(out / MODEL_XML), compress_to_fp16=to_fp16)
         compression["float_weights"] = "f16" if to_fp16 else "f32"
-        tokenizer_files = write_tokenizers(source.tokenizer, out, detokenizer=spec.is_decoder)
+        tokenizer_files = write_tokenizers(source.tokenizer, out, decoder=spec.is_decoder)
         for name in COPIED:
             if (source.folder / name).is_file():
                 shutil.copy2(source.folder / name, out / name)
@@ -62,18 +62,13 @@ class OpenVinoExporter(Exporter, format="openvino"):
     @staticmethod
     def _convert(source: Source, options: ExportOptions):
         """(ov.Model, calibration items in the model's input format)."""
+        from . import openvino_decoder, openvino_encoder
         from .openvino_compress import SUBSET
 
-        spec = source.spec
-        if spec.task == "causal-lm":
-            from .openvino_decoder import calibration_items, convert_decoder
-
-            return (convert_decoder(source.model, spec),
-                    calibration_items(source.tokenizer, options.calibration, SUBSET))
-        from .openvino_encoder import calibration_items, convert_encoder
-
-        return (convert_encoder(source.model, spec),
-                calibration_items(source.tokenizer, spec, options.calibration, SUBSET))
+        texts = options.calibration[:SUBSET]
+        if source.spec.task == "causal-lm":
+            return converted(source), openvino_decoder.calibration_items(source.tokenizer, texts)
+        return converted(source), openvino_encoder.calibration_items(source.tokenizer, source.spec, texts)
 
     @staticmethod
     def _compress(ov_model, target: Target, spec, options: ExportOptions, items: list[dict]):
@@ -88,7 +83,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
     def open(self, out: Path, source: Source, options: ExportOptions):
         from roots_edge.runtimes.openvino import OpenVinoBackend
 
-        return OpenVinoBackend(out, threads=options.threads)
+        return OpenVinoBackend(out, device="cpu", threads=options.threads)  # parity is measured on CPU
 
     def versions(self) -> dict:
         import nncf
@@ -106,14 +101,49 @@ class OpenVinoExporter(Exporter, format="openvino"):
         return out
 
 
-def write_tokenizers(hf_tokenizer, out: Path, *, detokenizer: bool) -> list[str]:
-    """openvino_tokenizer.xml (and openvino_detokenizer.xml) converted by openvino-tokenizers."""
+def write_tokenizers(hf_tokenizer, out: Path, *, decoder: bool) -> dict:
+    """openvino_tokenizer.xml (and, for decoders, openvino_detokenizer.xml) from openvino-tokenizers.
+
+    Decoders need both for openvino-genai, so a failure there fails the export; an encoder runs from
+    tokenizer.json without them, so a tokenizer openvino-tokenizers cannot convert is only recorded.
+    """
     import openvino as ov
     from openvino_tokenizers import convert_tokenizer
 
-    converted = convert_tokenizer(hf_tokenizer, with_detokenizer=detokenizer)
-    models = converted if detokenizer else (converted,)
+    try:
+        converted = convert_tokenizer(hf_tokenizer, with_detokenizer=decoder)
+    except Exception as exc:  # openvino-tokenizers raises several classes for "cannot convert"
+        if decoder:
+            raise
+        return {"files": [], "skipped": f"{type(exc).__name__}: {exc}"}
+    models = converted if decoder else (converted,)
     names = ["openvino_tokenizer.xml", "openvino_detokenizer.xml"][:len(models)]
     for model, name in zip(models, names):
         ov.save_model(model, str(out / name))
-    return names
+    return {"files": names}
+
+
+_LAST: list = []  # one (weakref to the torch model, sha256, ov.Model): several targets convert once
+
+
+def converted(source: Source):
+    """A fresh copy of the source's float32 `ov.Model` (NNCF edits the model it is given)."""
+    import warnings
+    import weakref
+
+    import torch
+
+    if _LAST and _LAST[0]() is source.model and _LAST[1] == source.sha256:
+        return _LAST[2].clone()
+    with warnings.catch_warnings():  # the tracer's shape-branch warnings hold for every input we feed
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        if source.spec.task == "causal-lm":
+            from .openvino_decoder import convert_decoder
+
+            ov_model = convert_decoder(source.model, source.spec)
+        else:
+            from .openvino_encoder import convert_encoder
+
+            ov_model = convert_encoder(source.model, source.spec)
+    _LAST[:] = [weakref.ref(source.model), source.sha256, ov_model]
+    return ov_model.clone()

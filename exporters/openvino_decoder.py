@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from roots_edge.errors import UnsupportedModelError
-
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")  # names fixed by openvino-genai
 LOGITS = "logits"
 CALIBRATION_TOKENS = 128  # tokens per calibration text: enough activations for AWQ / scale estimation
@@ -28,7 +26,7 @@ def past_names(num_layers: int) -> list[tuple[str, str]]:
     return [(f"past_key_values.{i}.{kind}", f"present.{i}.{kind}") for i in range(num_layers) for kind in ("key", "value")]
 
 
-def _wrapper(model, num_layers: int):
+def _wrapper(model):
     """A module over plain tensors: (ids, mask, positions, *past) -> (logits, *present)."""
     import torch
     from transformers import DynamicCache
@@ -49,9 +47,6 @@ def _wrapper(model, num_layers: int):
             present = [t for layer in cache.layers for t in (layer.keys, layer.values)]  # (B, kv, P+T, hd)
             return (out.logits, *present)                                                 # (B, T, V)
 
-    if len(list(DynamicCache(config=model.config).layers)) != num_layers:
-        raise UnsupportedModelError("the model's cache layout does not match its layer count; "
-                                    "only plain Llama decoders export to stateful OpenVINO IR")
     return StatelessDecoder().eval()
 
 
@@ -60,7 +55,7 @@ def convert_decoder(model, spec):
     import openvino as ov
     import torch
 
-    wrapper = _wrapper(model, spec.num_layers)
+    wrapper = _wrapper(model)
     kv, hd, past_len, new = spec.num_kv_heads, spec.head_dim, 2, 3
     example = (torch.ones(1, new, dtype=torch.long),                    # input_ids (1, T)
                torch.ones(1, past_len + new, dtype=torch.long),         # attention_mask (1, P+T)
@@ -117,10 +112,10 @@ def _zero_initial_state(ov_model, kv_heads: int, head_dim: int) -> None:
     ov_model.validate_nodes_and_infer_types()
 
 
-def calibration_items(tokenizer, texts: list[str], limit: int) -> list[dict]:
+def calibration_items(tokenizer, texts: list[str]) -> list[dict]:
     """One full prefill per text, in the IR's own input format (NNCF resets the state per item)."""
     items = []
-    for text in texts[:limit]:
+    for text in texts:
         ids = tokenizer(text, truncation=True, max_length=CALIBRATION_TOKENS, return_tensors="np")["input_ids"]
         ids = ids.astype(np.int64)                                                       # (1, T)
         if ids.shape[1] < 2:

@@ -36,7 +36,8 @@ def _wrapper(model, spec):
             self.body = body
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
-            kwargs = {"token_type_ids": token_type_ids} if with_types else {}
+            # a Llama classifier would build an (empty) KV cache that does not convert
+            kwargs = {"token_type_ids": token_type_ids} if with_types else {"use_cache": False}
             out = self.body(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
             return out.logits if spec.task == "classification" else out.last_hidden_state
 
@@ -59,10 +60,10 @@ def convert_encoder(model, spec):
     return ov_model
 
 
-def calibration_items(tokenizer, spec, texts: list[str], limit: int) -> list[dict]:
+def calibration_items(tokenizer, spec, texts: list[str]) -> list[dict]:
     """One text per item, tokenized as the runtime and the PyTorch reference do (truncated, unpadded)."""
     items = []
-    for text in texts[:limit]:
+    for text in texts:
         enc = tokenizer(text, truncation=True, max_length=ENCODER_MAX_TOKENS, return_tensors="np")
         ids = enc["input_ids"].astype(np.int64)                                      # (1, T)
         item = {"input_ids": ids, "attention_mask": np.ones_like(ids)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import subprocess
@@ -48,8 +49,9 @@ def _digest(docs: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def stdlib_docstrings() -> Corpus:
-    """The docstrings of this Python's standard library, gathered in an isolated subprocess."""
+    """The docstrings of this Python's standard library, gathered in an isolated subprocess (once per process)."""
     script = Path(__file__).with_name("_stdlib_docstrings.py")
     proc = subprocess.run([sys.executable, "-I", "-S", str(script)], capture_output=True,
                           check=False, timeout=300)

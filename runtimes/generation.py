@@ -37,7 +37,7 @@ def generate_ids(backend, ids: list[int], cfg: GenerationConfig) -> Iterator[int
     logits = backend.forward(np.asarray(ids, dtype=np.int64))
     for _ in range(budget):
         token = sampler(logits)
-        if token in backend.eos_ids:
+        if token in backend.eos_ids and not cfg.ignore_eos:
             return
         yield token
         logits = backend.forward(np.asarray([token], dtype=np.int64))

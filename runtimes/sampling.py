@@ -15,6 +15,7 @@ class GenerationConfig:
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)  # stop strings (not included in the output)
     truncate: bool = False        # a prompt longer than the context: keep its last tokens instead of failing
+    ignore_eos: bool = False      # benchmarks: always produce max_new_tokens
 
     def __post_init__(self):
         if self.max_new_tokens < 0:

@@ -1,0 +1,155 @@
+"""The benchmark harness behind `roots-edge bench`.
+
+Each artifact is measured in its own subprocess (`python -m roots_edge.runtimes.bench_worker`), so load
+time and peak resident memory are its own. Decoder metrics are named as llama-bench names them (`pp128`,
+`tg64`, t/s mean ± sd) plus TTFT / TPOT as OpenVINO GenAI reports them; quality is measured on held-out
+text against the reference model's logits on the same token ids.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class BenchConfig:
+    prompt_tokens: int = 128     # pp{P}
+    gen_tokens: int = 64         # tg{G}
+    runs: int = 3
+    warmup: int = 1
+    threads: int | None = None
+    device: str = "cpu"
+    batch: int = 32              # classifier throughput batch
+    seq: int = 128               # classifier sequence length
+    quality_texts: int = 8       # held-out texts for perplexity / KL / top-1 (decoders) or agreement (classifiers)
+    latency_runs: int = 50       # classifier batch-1 latency samples
+
+
+def weight_bytes(path: Path) -> int:
+    """Bytes of model weights in an artifact (what a decoder reads per generated token, roughly)."""
+    p = Path(path)
+    files = [p] if p.is_file() else [*p.glob("*.gguf"), *p.glob("*.onnx"), *p.glob("*.onnx_data"),
+                                     *p.glob("openvino_model.bin"), *p.glob("*.safetensors")]
+    return sum(f.stat().st_size for f in files)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64) - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], texts: list[str]) -> dict:
+    """Measure one artifact in a fresh process; logits / probabilities come back in an .npz."""
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"path": str(path), "kind": kind, "cfg": asdict(cfg), "ids": ids, "texts": texts,
+                                   "out": str(Path(tmp) / "out.npz")}))
+        proc = subprocess.run([sys.executable, "-m", "roots_edge.runtimes.bench_worker", str(job)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmarking {path} failed:\n{proc.stderr[-2000:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        arrays = dict(np.load(Path(tmp) / "out.npz"))
+    result["_arrays"] = arrays
+    return result
+
+
+def decoder_quality(logits: list[np.ndarray], ref: list[np.ndarray] | None, ids: list[list[int]]) -> dict:
+    nll, kl, agree, n = 0.0, 0.0, 0, 0
+    for i, lg in enumerate(logits):
+        lq = _log_softmax(lg[:-1])                           # (T-1, V) predicts ids[1:]
+        nll -= lq[np.arange(len(lq)), ids[i][1:]].sum()
+        n += len(lq)
+        if ref is not None:
+            lp = _log_softmax(ref[i][:-1])
+            kl += (np.exp(lp) * (lp - lq)).sum()
+            agree += int((lp.argmax(-1) == lq.argmax(-1)).sum())
+    out = {"perplexity": float(np.exp(nll / n)), "quality_tokens": n}
+    if ref is not None:
+        out.update(kl=float(kl / n), top1=agree / n)
+    return out
+
+
+def classifier_quality(probs: np.ndarray, ref: np.ndarray | None, labels: list[str], truth: list[str] | None) -> dict:
+    out = {}
+    if ref is not None:
+        out["agreement"] = float((probs.argmax(-1) == ref.argmax(-1)).mean())
+    if truth is not None:
+        from roots_edge.evaluate import classification_report
+
+        rep = classification_report(truth, [labels[i] for i in probs.argmax(-1)], labels)
+        out.update(accuracy=rep.accuracy, macro_f1=rep.macro_f1)
+    return out
+
+
+def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, texts: list[str] | None = None,
+          truth: list[str] | None = None, progress: bool = True) -> dict:
+    """Benchmark artifacts (and the reference as one more row); returns {"machine", "config", "rows"}."""
+    from tqdm.auto import tqdm
+
+    from . import detect_format
+    from .base import load_tokenizer
+    from .machine import describe
+
+    first = Path(paths[0]) if paths else reference
+    kind = _kind(first)
+    if texts is None:
+        from roots_edge.data import stdlib_docstrings
+
+        texts = stdlib_docstrings().val
+    texts = [t for t in texts if t.strip()][-cfg.quality_texts * (4 if kind == "classifier" else 1):]
+    ids = []
+    if kind == "decoder":
+        tok = load_tokenizer(_tokenizer_folder(reference or first))
+        ids = [tok.encode(t).ids[: cfg.prompt_tokens] for t in texts]
+        ids = [i for i in ids if len(i) > 8]
+    jobs = ([(reference, True)] if reference else []) + [(Path(p), False) for p in paths]
+    rows, ref_arrays = [], None
+    for path, is_ref in tqdm(jobs, desc="bench", disable=not progress, unit="artifact"):
+        res = run_worker(path, kind, cfg, ids, texts)
+        arrays = res.pop("_arrays")
+        res.update(artifact=str(path), reference=is_ref, format=detect_format(path), size_bytes=weight_bytes(path))
+        if kind == "decoder":
+            logits = [arrays[f"logits{i}"] for i in range(len(ids))]
+            if is_ref:
+                ref_arrays = logits
+            res.update(decoder_quality(logits, None if is_ref else ref_arrays, ids))
+        else:
+            probs = arrays["probs"]
+            if is_ref:
+                ref_arrays = probs
+            res.update(classifier_quality(probs, None if is_ref else ref_arrays, res["labels"], truth))
+        rows.append(res)
+    machine = describe(cfg.threads)
+    bw = machine["memory_bandwidth_gbs"] * 1e9
+    for r in rows:
+        if kind == "decoder" and r.get("tg_tps"):
+            r["bandwidth_use"] = round(r["size_bytes"] * r["tg_tps"] / bw, 4)
+    return {"kind": kind, "machine": machine, "config": asdict(cfg), "rows": rows}
+
+
+def _kind(path: Path) -> str:
+    manifest = (path / "manifest.json") if path.is_dir() else path.with_name("manifest.json")
+    if manifest.is_file():
+        task = json.loads(manifest.read_text())["source"]["task"]
+    else:
+        cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+        task = "classification" if any("Classification" in a for a in cfg.get("architectures", [])) else "causal-lm"
+    return "decoder" if task == "causal-lm" else "classifier"
+
+
+def _tokenizer_folder(path: Path) -> Path:
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        return Path(json.loads(manifest.read_text())["source"]["path"])
+    raise FileNotFoundError(f"no tokenizer.json for {path}; pass --reference MODEL")

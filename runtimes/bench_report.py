@@ -1,0 +1,97 @@
+"""Tables (markdown, CSV, JSON) and a plot of `roots-edge bench` results."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+
+def _name(row: dict) -> str:
+    return ("reference " if row["reference"] else "") + Path(row["artifact"]).name
+
+
+def _pm(pair) -> str:
+    return f"{pair[0]:.1f} ± {pair[1]:.1f}" if isinstance(pair, list) else "-"
+
+
+def columns(result: dict) -> list[tuple[str, callable]]:
+    cfg = result["config"]
+    f = lambda key, fmt: (lambda r: format(r[key], fmt) if r.get(key) is not None else "-")  # noqa: E731
+    common = [("artifact", _name), ("format", f("format", "")), ("precision", f("precision", "")),
+              ("size MB", lambda r: f"{r['size_bytes'] / 1e6:.2f}"), ("load s", f("load_s", ".3f")),
+              ("peak RSS MB", f("peak_rss_mb", ".0f"))]
+    if result["kind"] == "decoder":
+        pp, tg = f"pp{cfg['prompt_tokens']}", f"tg{cfg['gen_tokens']}"
+        return common + [(f"{pp} t/s", lambda r: _pm(r[pp])), (f"{tg} t/s", lambda r: _pm(r[tg])),
+                         ("TTFT ms", f("ttft_ms", ".1f")), ("TPOT ms", f("tpot_ms", ".2f")),
+                         ("bandwidth %", lambda r: f"{100 * r['bandwidth_use']:.1f}" if "bandwidth_use" in r else "-"),
+                         ("ppl", f("perplexity", ".2f")), ("KL", f("kl", ".2e")), ("top-1", f("top1", ".4f"))]
+    b = cfg["batch"]
+    return common + [("p50 ms", f("latency_ms_p50", ".2f")), ("p90 ms", f("latency_ms_p90", ".2f")),
+                     ("p99 ms", f("latency_ms_p99", ".2f")), (f"b{b} texts/s", lambda r: _pm(r[f"throughput_b{b}"])),
+                     ("agreement", f("agreement", ".4f")), ("accuracy", f("accuracy", ".4f")),
+                     ("macro-F1", f("macro_f1", ".4f"))]
+
+
+def machine_line(result: dict) -> str:
+    m = result["machine"]
+    cpu = m["cpu"]
+    v = m["versions"]
+    libs = ", ".join(f"{k} {v[k]}" for k in ("onnxruntime", "openvino", "llama_cpp_python", "torch") if k in v)
+    return (f"{cpu['model']} ({cpu['arch']}; {', '.join(cpu['flags']) or 'no SIMD flags found'}), "
+            f"{cpu['usable_cores']} cores, threads {m['threads'] or 'default'}, memory bandwidth "
+            f"{m['memory_bandwidth_gbs']} GB/s; {libs}")
+
+
+def to_markdown(result: dict) -> str:
+    cols = columns(result)
+    lines = [f"machine: {machine_line(result)}", "",
+             "| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fn(r) for _, fn in cols) + " |" for r in result["rows"]]
+    return "\n".join(lines)
+
+
+def to_csv(result: dict) -> str:
+    cols = columns(result)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([c for c, _ in cols])
+    for r in result["rows"]:
+        w.writerow([fn(r) for _, fn in cols])
+    return buf.getvalue()
+
+
+def to_json(result: dict) -> str:
+    return json.dumps(result, indent=2, default=str)
+
+
+def plot(result: dict, out: Path) -> Path:
+    """Speed and quality side by side, one bar per artifact."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = [_name(r) for r in rows]
+    if result["kind"] == "decoder":
+        speed, speed_label = [r["tg_tps"] for r in rows], f"generation tg{result['config']['gen_tokens']} (tokens/s)"
+        quality, quality_label = [r.get("top1", 1.0) for r in rows], "top-1 agreement with the reference"
+    else:
+        speed, speed_label = [r["latency_ms_p50"] for r in rows], "latency p50 at batch 1 (ms, lower is better)"
+        quality, quality_label = [r.get("agreement", 1.0) for r in rows], "label agreement with the reference"
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2))
+    a.barh(names, speed, color="#3b7dd8")
+    a.set_xlabel(speed_label)
+    b.barh(names, quality, color="#4caf50")
+    b.set_xlabel(quality_label)
+    b.set_xlim(min(quality) - 0.05 if quality else 0, 1.0)
+    for ax in (a, b):
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(machine_line(result)[:120], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)

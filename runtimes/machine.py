@@ -1,0 +1,59 @@
+"""What machine a benchmark ran on: CPU model and flags, cores, library versions, memory bandwidth."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from importlib import metadata
+
+import numpy as np
+
+FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI",
+         "amx_int8": "AMX-INT8", "f16c": "F16C", "fma": "FMA", "asimd": "NEON", "neon": "NEON",
+         "asimddp": "NEON-DOTPROD", "sve": "SVE", "i8mm": "I8MM"}
+LIBRARIES = ("numpy", "onnxruntime", "openvino", "llama_cpp_python", "torch", "transformers", "tokenizers")
+
+
+def cpu_info() -> dict:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "hardware", "cpu model") and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "features"):
+                    flags |= set(value.split())
+    except OSError:
+        pass
+    named = sorted({FLAGS[f] for f in flags if f in FLAGS})
+    return {"model": model, "arch": platform.machine(), "flags": named, "logical_cores": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def memory_bandwidth(mb: int = 256, repeats: int = 5) -> float:
+    """Best-of-`repeats` copy bandwidth in GB/s (bytes read + written), a large array on one thread."""
+    src = np.ones(mb * (1 << 20) // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return round(2 * src.nbytes / best / 1e9, 2)
+
+
+def describe(threads: int | None = None) -> dict:
+    return {"cpu": cpu_info(), "threads": threads, "os": f"{platform.system()} {platform.release()}",
+            "versions": versions(), "memory_bandwidth_gbs": memory_bandwidth()}

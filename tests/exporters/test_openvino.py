@@ -1,0 +1,321 @@
+"""OpenVINO IR: stateful Llama decoders and BERT encoders, every target exported once and checked
+against PyTorch, in OpenVINO itself, in openvino-genai, and through roots-edge's own backend."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SENTIMENT_HELDOUT, SENTIMENT_TRAIN
+
+ov = pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+PROMPTS = ["Return the number of", "The default value is", "Raise ValueError if the"]
+GROUP = 32  # divides the tiny Llama's widths (64, 256) and the tiny BERT's (64, 128)
+
+
+def _source(folder: Path, texts: list[str]):
+    from roots_edge.exporters import Source
+    from roots_edge.model import LanguageModel
+    from roots_edge.modelio import folder_hash
+
+    lm = LanguageModel.from_pretrained(folder)
+    return Source(folder=folder, spec=lm.spec, model=lm.model, tokenizer=lm.tokenizer,
+                  sha256=folder_hash(folder), heldout=texts)
+
+
+def _export_all(source, root: Path, **opts) -> dict[str, tuple[Path, dict]]:
+    from roots_edge.exporters import ExportOptions, export
+
+    out = {}
+    for precision in PRECISIONS:
+        path = root / precision
+        manifest = export(source, f"openvino-{precision}", path, ExportOptions(group_size=GROUP, **opts),
+                          log=lambda *_: None)
+        out[precision] = (path, manifest)
+    return out
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama, small_corpus):
+    return _source(tiny_llama, small_corpus.val[:40])
+
+
+@pytest.fixture(scope="module")
+def llama_ir(llama, tmp_path_factory):
+    return _export_all(llama, tmp_path_factory.mktemp("ov-llama"))
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_classifier):
+    texts = [t for t, _ in SENTIMENT_TRAIN + SENTIMENT_HELDOUT]
+    return _source(tiny_bert_classifier, texts)
+
+
+@pytest.fixture(scope="module")
+def bert_ir(bert, tmp_path_factory):
+    return _export_all(bert, tmp_path_factory.mktemp("ov-bert"))
+
+
+def _constants(xml: Path) -> list:
+    model = ov.Core().read_model(str(xml))
+    return [op for op in model.get_ops() if op.get_type_name() == "Constant"]
+
+
+def _torch_greedy(source, ids: np.ndarray, n: int) -> list[int]:
+    import torch
+
+    with torch.no_grad():
+        out = source.model.generate(torch.from_numpy(ids), attention_mask=torch.ones_like(torch.from_numpy(ids)),
+                                    max_new_tokens=n, do_sample=False, pad_token_id=source.spec.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+# ---------------------------------------------------------------------------------------------- decoders
+def test_decoder_ir_is_stateful_with_genai_names(llama, llama_ir):
+    folder, manifest = llama_ir["fp32"]
+    model = ov.Core().read_model(str(folder / "openvino_model.xml"))
+    assert [p.get_any_name() for p in model.inputs] == ["input_ids", "attention_mask", "position_ids", "beam_idx"]
+    assert [p.get_any_name() for p in model.outputs] == ["logits"]
+    assert model.input("beam_idx").get_element_type() == ov.Type.i32
+    assert str(model.output("logits").get_partial_shape()) == f"[?,?,{llama.spec.vocab_size}]"
+    ops = [op.get_type_name() for op in model.get_ops()]
+    n_state = 2 * llama.spec.num_layers
+    assert len(model.get_sinks()) == n_state
+    assert ops.count("ReadValue") == ops.count("Assign") == n_state
+    assert ops.count("ScaledDotProductAttention") == llama.spec.num_layers  # fused attention kept
+    assert manifest["stateful"] is True and manifest["compression"] == {"method": "none", "float_weights": "f32"}
+    names = {f["name"] for f in manifest["files"]}
+    assert {"openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_tokenizer.bin",
+            "openvino_detokenizer.xml", "openvino_detokenizer.bin", "tokenizer.json", "tokenizer_config.json",
+            "config.json", "generation_config.json"} <= names
+    assert set(manifest["versions"]) >= {"openvino", "nncf", "openvino_tokenizers"}
+
+
+# Measured on the tiny Llama: fp32 ~3e-6, fp16 ~4e-3 (max |dlogit|); int8 KL ~3e-5, int4 (g32, AWQ) KL ~1e-3
+DECODER_LIMITS = {"fp32": dict(max_logit_diff=1e-4, top1=1.0), "fp16": dict(max_logit_diff=0.05, top1=0.99),
+                  "int8": dict(kl=5e-4, top1=0.98), "int4": dict(kl=1e-2, top1=0.93)}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_decoder_verification_metrics(llama_ir, precision):
+    _, manifest = llama_ir[precision]
+    v = manifest["verification"]
+    assert v["passed"] is True and v["texts"] == 16
+    metrics, limits = v["metrics"], DECODER_LIMITS[precision]
+    assert metrics["n"] > 300
+    for key, limit in limits.items():
+        assert (metrics[key] >= limit) if key == "top1" else (metrics[key] <= limit), (key, metrics)
+
+
+def test_decoder_sizes_follow_precision(llama, llama_ir):
+    bits = {p: m["bits_per_weight"] for p, (_, m) in llama_ir.items()}
+    assert 31.9 < bits["fp32"] < 32.2 and 15.9 < bits["fp16"] < 16.2
+    assert 8.0 < bits["int8"] < 9.0            # u8 weights + per-channel f16 scales and zero points
+    assert bits["int4"] < 6.5                  # the tied embedding stays 8-bit (NNCF's backup precision)
+    n_params = sum(p.numel() for p in llama.model.parameters())
+    for folder, m in llama_ir.values():  # bits per weight count the IR's .bin only, not the tokenizer files
+        assert m["bits_per_weight"] == round(8 * (folder / "openvino_model.bin").stat().st_size / n_params, 3)
+
+
+def test_int4_weights_are_really_4bit_in_groups(llama, llama_ir):
+    folder, manifest = llama_ir["int4"]
+    c = manifest["compression"]
+    assert (c["mode"], c["group_size"], c["ratio"], c["awq"], c["scale_estimation"]) == \
+        ("INT4_ASYM", GROUP, 1.0, True, True)
+    assert c["calibration_items"] == 24        # 40 texts minus 16 kept for verification
+    spec = llama.spec
+    linear = spec.num_layers * (spec.hidden_size * (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
+                                + spec.num_heads * spec.head_dim * spec.hidden_size
+                                + 3 * spec.hidden_size * spec.intermediate_size)
+    weights = [op for op in _constants(folder / "openvino_model.xml")
+               if op.get_output_element_type(0).get_type_name() == "u4" and op.get_output_shape(0)[-1] == GROUP]
+    assert sum(int(np.prod(op.get_output_shape(0))) for op in weights) == linear  # every block linear in u4
+    assert all(len(op.get_output_shape(0)) == 3 for op in weights)             # (out, in / group, group)
+    assert manifest["weight_elements"]["u8"] >= spec.vocab_size * spec.hidden_size  # tied embedding, 8-bit
+
+
+def test_int8_weights_are_8bit(llama, llama_ir):
+    folder, manifest = llama_ir["int8"]
+    assert manifest["compression"]["mode"] == "INT8_ASYM"
+    u8 = [op.get_output_shape(0) for op in _constants(folder / "openvino_model.xml")
+          if op.get_output_element_type(0).get_type_name() == "u8"]
+    weights = sum(int(np.prod(s)) for s in u8 if s[-1] > 1)          # (out, in); zero points are (out, 1)
+    assert weights == sum(p.numel() for n, p in llama.model.named_parameters() if "norm" not in n)
+    assert "u4" not in manifest["weight_elements"]
+
+
+def test_backend_greedy_equals_torch_generate(llama, llama_ir):
+    from roots_edge.runtimes.openvino import OpenVinoBackend
+
+    backend = OpenVinoBackend(llama_ir["fp32"][0], threads=2)
+    for prompt in PROMPTS:
+        ids = llama.tokenizer(prompt, return_tensors="np")["input_ids"].astype(np.int64)
+        assert backend.greedy(ids, 40) == _torch_greedy(llama, ids, 40), prompt
+    full = backend.logits(ids)                       # the state was reset: same as a fresh prefill
+    assert full.shape == (ids.shape[1], llama.spec.vocab_size) and full.dtype == np.float32
+
+
+def test_runtime_load_generates_like_torch(llama, llama_ir):
+    """`roots_edge.runtimes.load` picks this backend from the folder; its decode loop (reset/forward)
+    reproduces PyTorch's greedy text, and the int4 artifact reports what it is."""
+    from roots_edge.runtimes import load
+
+    model = load(llama_ir["fp32"][0], device="cpu")
+    for prompt in PROMPTS:
+        ids = llama.tokenizer(prompt, return_tensors="np")["input_ids"].astype(np.int64)
+        expected = llama.tokenizer.decode(_torch_greedy(llama, ids, 24), skip_special_tokens=True)
+        assert model.generate(prompt, max_new_tokens=24) == expected, prompt
+    info = load(llama_ir["int4"][0], device="cpu", threads=1).info()
+    assert (info["format"], info["precision"], info["task"], info["stateful"]) == ("openvino", "int4", "causal-lm", True)
+    assert info["file_size"] == (llama_ir["int4"][0] / "openvino_model.bin").stat().st_size
+
+
+def test_genai_pipeline_matches_torch(llama, llama_ir):
+    og = pytest.importorskip("openvino_genai")
+    folder = llama_ir["fp32"][0]
+    pipe = og.LLMPipeline(str(folder), "CPU", INFERENCE_PRECISION_HINT="f32", KV_CACHE_PRECISION="f32")
+    config = og.GenerationConfig(max_new_tokens=32, do_sample=False)
+    for prompt in PROMPTS:
+        ids = llama.tokenizer(prompt, return_tensors="np")["input_ids"].astype(np.int64)
+        expected = _torch_greedy(llama, ids, 32)
+        tokens = pipe.generate(ov.Tensor(ids), config).tokens[0]
+        text = pipe.generate(prompt, config)
+        assert list(tokens) == expected, prompt
+        assert text == llama.tokenizer.decode(expected, skip_special_tokens=True), prompt
+
+
+# ---------------------------------------------------------------------------------------------- encoders
+def test_encoder_ir_inputs_outputs(bert, bert_ir):
+    folder, manifest = bert_ir["fp32"]
+    model = ov.Core().read_model(str(folder / "openvino_model.xml"))
+    assert [p.get_any_name() for p in model.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert all(str(p.get_partial_shape()) == "[?,?]" for p in model.inputs)  # dynamic batch and sequence
+    assert manifest["outputs"] == {"logits": "[?,2]"} and manifest["stateful"] is False
+    assert (folder / "openvino_tokenizer.xml").is_file() and not (folder / "openvino_detokenizer.xml").exists()
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_classifier_labels_agree_with_torch(bert, bert_ir, precision):
+    from roots_edge.classify import predict_proba
+    from roots_edge.runtimes.openvino import OpenVinoBackend
+
+    folder, manifest = bert_ir[precision]
+    texts = [t for t, _ in SENTIMENT_TRAIN + SENTIMENT_HELDOUT]
+    ref = predict_proba(bert.model, bert.tokenizer, texts)                          # (N, 2)
+    logits = OpenVinoBackend(folder).classify_logits(texts)                          # (N, 2)
+    prob = np.exp(logits - logits.max(-1, keepdims=True))
+    prob /= prob.sum(-1, keepdims=True)
+    assert (ref.argmax(-1) == prob.argmax(-1)).mean() == 1.0
+    drift = np.abs(ref - prob).max()
+    assert drift < {"fp32": 1e-5, "fp16": 2e-3, "int8": 0.1, "int4": 0.1}[precision], drift
+    assert manifest["verification"]["metrics"]["agreement"] == 1.0
+    if precision == "int8":  # through the runtime API too: labels by name
+        from roots_edge.runtimes import load
+
+        preds = load(folder, device="cpu").classify([t for t, _ in SENTIMENT_HELDOUT])
+        want = [bert.spec.labels[i] for i in ref[-len(SENTIMENT_HELDOUT):].argmax(-1)]
+        assert [p["label"] for p in preds] == want
+
+
+def test_encoder_int8_is_nncf_post_training_quantization(bert_ir):
+    folder, manifest = bert_ir["int8"]
+    c = manifest["compression"]
+    assert c["method"] == "nncf.quantize" and c["model_type"] == "TRANSFORMER" and c["calibration_items"] == 22
+    ops = [op.get_type_name() for op in ov.Core().read_model(str(folder / "openvino_model.xml")).get_ops()]
+    assert ops.count("FakeQuantize") >= 8          # activations quantized, not only weights
+    assert manifest["weight_elements"]["i8"] > 0.9 * sum(manifest["weight_elements"].values())
+
+
+def test_encoder_int4_compresses_the_body_to_4bit(bert_ir):
+    _, manifest = bert_ir["int4"]
+    c = manifest["compression"]
+    # AWQ matches decoder MLPs only, so it defaults off for BERT; scale estimation runs on calibration text
+    assert (c["group_size"], c["awq"], c["scale_estimation"], c["calibration_items"]) == (GROUP, False, True, 22)
+    layers, hidden, ffn = 2, 64, 128
+    assert manifest["weight_elements"]["u4"] >= layers * (4 * hidden * hidden + 2 * hidden * ffn)
+
+
+def test_embedder_matches_language_model_embed(tiny_bert_classifier, tmp_path):
+    """A BertModel (no head) exports `last_hidden_state`; the backend mean-pools like `LanguageModel.embed`."""
+    from transformers import BertForSequenceClassification
+
+    from roots_edge.exporters import ExportOptions, export
+    from roots_edge.model import LanguageModel
+    from roots_edge.modelio import save_folder
+    from roots_edge.runtimes.openvino import OpenVinoBackend
+
+    clf = LanguageModel.from_pretrained(tiny_bert_classifier)
+    body = BertForSequenceClassification.from_pretrained(tiny_bert_classifier).bert
+    body.config.architectures = ["BertModel"]
+    folder = save_folder(body, clf.tokenizer, tmp_path / "embedder")
+    texts = [t for t, _ in SENTIMENT_TRAIN]
+    source = _source(folder, texts)
+    manifest = export(source, "openvino-fp32", tmp_path / "ov", ExportOptions(), log=lambda *_: None)
+    assert manifest["outputs"] == {"last_hidden_state": "[?,?,64]"}
+    assert manifest["verification"]["metrics"]["min_cosine"] > 0.99999
+    got = OpenVinoBackend(tmp_path / "ov").embed(texts)
+    want = LanguageModel.from_pretrained(folder).embed(texts)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def test_group_size_that_does_not_divide_is_adjusted_or_refused():
+    from roots_edge.errors import TargetError
+    from roots_edge.exporters.openvino_compress import int4_group_size
+    from roots_edge.spec import ModelSpec
+
+    def spec(hidden, ffn):
+        return ModelSpec("llama", "LlamaForCausalLM", "causal-lm", 512, hidden, ffn, 1, 4, 2, hidden // 4, 128, 1e-5)
+
+    assert int4_group_size(spec(256, 768), 64) == (64, None)
+    size, note = int4_group_size(spec(192, 576), 128)       # 128 does not divide 192: 96 does
+    assert size == 96 and "[192, 576]" in note and "128" in note
+    assert int4_group_size(spec(200, 600), -1) == (-1, None)  # per channel always fits
+    with pytest.raises(TargetError, match="--group-size -1"):
+        int4_group_size(spec(202, 606), 64)                    # widths 200, 202, 606: common divisor 2
+
+
+def test_broken_artifacts_raise_clear_errors(llama_ir, tmp_path):
+    from roots_edge.runtimes.base import RuntimeLoadError
+    from roots_edge.runtimes.openvino import OpenVinoBackend
+
+    good = llama_ir["fp32"][0]
+    truncated = shutil.copytree(good, tmp_path / "truncated")
+    data = (truncated / "openvino_model.bin").read_bytes()
+    (truncated / "openvino_model.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RuntimeLoadError, match="truncated"):
+        OpenVinoBackend(truncated)
+    (truncated / "manifest.json").unlink()          # without the manifest OpenVINO's own check still fires
+    with pytest.raises(RuntimeLoadError, match="Incorrect weights|truncated"):
+        OpenVinoBackend(truncated)
+    missing = shutil.copytree(good, tmp_path / "missing")
+    (missing / "openvino_model.xml").unlink()
+    with pytest.raises(RuntimeLoadError, match="no openvino_model.xml"):
+        OpenVinoBackend(missing)
+    garbage = shutil.copytree(good, tmp_path / "garbage")
+    (garbage / "openvino_model.xml").write_text("<net><layers>")
+    with pytest.raises(RuntimeLoadError, match="corrupt"):
+        OpenVinoBackend(garbage)
+    with pytest.raises(RuntimeLoadError, match="not a folder"):
+        OpenVinoBackend(tmp_path / "nowhere")
+
+
+def test_runtime_never_imports_torch_and_exporter_import_is_cheap(llama_ir):
+    folder = llama_ir["int4"][0]
+    code = ("import sys, numpy as np\n"
+            "import roots_edge.exporters.openvino\n"
+            "assert 'openvino' not in sys.modules and 'torch' not in sys.modules\n"
+            "from roots_edge.runtimes.openvino import OpenVinoBackend\n"
+            f"b = OpenVinoBackend({str(folder)!r})\n"
+            "print(len(b.greedy(np.array([[0, 5, 9]]), 5)))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() in {str(i) for i in range(1, 6)}
