@@ -84,7 +84,7 @@ def gguf_name(hf_name: str, classifier: bool, to_gguf: TensorMapper) -> str | No
     return to_gguf(name)
 
 
-def write_bert(source: Source, path: Path, ftype: FloatType) -> Path:
+def write_bert(source: Source, path: Path, ftype: FloatType) -> GgufFile:
     """Write `source` (BertModel, BertForMaskedLM or BertForSequenceClassification) as one GGUF file."""
     import gguf
 

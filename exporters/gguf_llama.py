@@ -57,9 +57,8 @@ def add_hparams(f: GgufFile, spec, name: str) -> None:
     w.add_layer_norm_rms_eps(spec.norm_eps)
     w.add_rope_freq_base(spec.rope_theta)
     w.add_rope_dimension_count(spec.head_dim)
-    if spec.head_dim * spec.num_heads != spec.hidden_size:
-        w.add_key_length(spec.head_dim)
-        w.add_value_length(spec.head_dim)
+    w.add_key_length(spec.head_dim)    # the converter writes these whenever config.json names head_dim,
+    w.add_value_length(spec.head_dim)  # as transformers 5 always does
 
 
 def add_tokenizer(f: GgufFile, source: Source) -> None:
@@ -81,7 +80,7 @@ def add_tokenizer(f: GgufFile, source: Source) -> None:
     w.add_add_eos_token(spec.eos_token_id is not None and probe[-1] == spec.eos_token_id)
 
 
-def write_llama(source: Source, path: Path, ftype: FloatType) -> Path:
+def write_llama(source: Source, path: Path, ftype: FloatType) -> GgufFile:
     """Write `source` (a LlamaForCausalLM) as one GGUF file of float type `ftype`."""
     import gguf
 

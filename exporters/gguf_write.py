@@ -78,19 +78,20 @@ class GgufFile:
         from gguf import MODEL_ARCH_NAMES, GGUFWriter
 
         self.path, self.ftype = Path(path), ftype
+        self.shapes: dict[str, tuple[int, ...]] = {}  # PyTorch layout: a matrix's row length is shape[-1]
         self.writer = GGUFWriter(str(path), MODEL_ARCH_NAMES[arch])
         self.writer.add_file_type(ftype.file_type)
 
     def add(self, name: str, array: np.ndarray) -> None:
         """Store one tensor (numpy, PyTorch layout (out, in)) under the storage rule."""
-        from gguf import GGMLQuantizationType, quant_shape_from_byte_shape, quants
+        from gguf import GGMLQuantizationType, quants
 
-        qtype = storage_qtype(name, array, self.ftype)
-        data = quants.quantize(np.ascontiguousarray(array, dtype=np.float32), GGMLQuantizationType(qtype))
-        shape = quant_shape_from_byte_shape(data.shape, qtype) if data.dtype == np.uint8 else data.shape
-        self.writer.add_tensor(name, data, raw_shape=shape, raw_dtype=GGMLQuantizationType(qtype))
+        self.shapes[name] = tuple(array.shape)
+        qtype = GGMLQuantizationType(storage_qtype(name, array, self.ftype))
+        data = quants.quantize(np.ascontiguousarray(array, dtype=np.float32), qtype)  # bf16: raw bytes
+        self.writer.add_tensor(name, data, raw_dtype=qtype)  # the writer turns byte shapes into element shapes
 
-    def close(self) -> Path:
+    def close(self) -> "GgufFile":
         from gguf import GGML_QUANT_VERSION
 
         self.writer.add_quantization_version(GGML_QUANT_VERSION)
@@ -98,7 +99,7 @@ class GgufFile:
         self.writer.write_kv_data_to_file()
         self.writer.write_tensors_to_file()
         self.writer.close()
-        return self.path
+        return self
 
 
 def tokenizer_json(tokenizer) -> dict:

@@ -1,0 +1,139 @@
+"""llama.cpp's own quantizer over a float GGUF, and a report of what each tensor became.
+
+`llama_model_quantize` picks a per-tensor type mixture for each file type (Q4_K_M puts some V and
+FFN-down matrices in Q6_K, the output matrix in Q6_K, ...). When a row length is not a multiple of a
+type's block (256 for K-quants and IQ4_XS, 32 for the rest) it falls back per tensor (Q4_K -> Q5_0,
+Q6_K -> Q8_0, ... and finally F16). The report lists every matrix whose type lies outside the
+mixture the file type uses, so a "Q4_K_M" file that is really Q5_0 says so.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from roots_edge.errors import TargetError
+
+from .gguf_write import always_f32
+
+K_QUANTS = frozenset({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+MIN_BLOCK = 32  # the smallest block of any llama.cpp quant type (Q4_0 ... Q8_0, IQ4_NL): the last fallback before F16
+
+
+@dataclass(frozen=True)
+class QuantType:
+    """One llama.cpp file type (`LLAMA_FTYPE_MOSTLY_<name>`)."""
+
+    name: str                 # "Q4_K_M"
+    base: str                 # the ggml type most matrices get: "Q4_K"
+    mixture: frozenset[str]   # every type llama.cpp's mixture rules may choose when rows divide
+
+    @property
+    def block(self) -> int:
+        """Row lengths must be multiples of this for `base` to apply."""
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        return GGML_QUANT_SIZES[GGMLQuantizationType[self.base]][0]
+
+    @property
+    def ftype(self) -> int:
+        import llama_cpp
+
+        return getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{self.name}")
+
+
+def quant_type(name: str) -> QuantType:
+    base = {"Q5_K_M": "Q5_K", "Q5_K_S": "Q5_K", "Q4_K_M": "Q4_K", "Q4_K_S": "Q4_K",
+            "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K"}.get(name, name)
+    if base in K_QUANTS:
+        mixture = K_QUANTS
+    elif base.startswith("IQ4"):
+        mixture = frozenset({base, "Q5_K", "Q6_K"})   # IQ4_*: V / early FFN-down in Q5_K, output in Q6_K
+    elif base == "Q8_0":
+        mixture = frozenset({"Q8_0"})
+    else:
+        mixture = frozenset({base, "Q6_K"})           # legacy types: the output matrix goes to Q6_K
+    return QuantType(name, base, mixture)
+
+
+def quantizable(name: str, shape) -> bool:
+    """Tensors llama.cpp's quantizer converts (it keeps 1-D, norms, BERT's position / token-type tables)."""
+    return len(shape) >= 2 and not name.endswith("_norm.weight") and name not in always_f32()
+
+
+def row_lengths(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """{tensor: row length} of the matrices the quantizer will convert, from their (out, in) shapes."""
+    return {name: shape[-1] for name, shape in shapes.items() if quantizable(name, shape)}
+
+
+def check_rows(rows: dict[str, int], qt: QuantType, allow_drift: bool) -> None:
+    """Refuse a type whose blocks cannot tile the model's rows (the quantizer would leave them F16 or abort)."""
+    bad = {n: r for n, r in rows.items() if r % MIN_BLOCK}
+    if bad and not allow_drift:
+        name, row = next(iter(bad.items()))
+        raise TargetError(
+            f"gguf-{qt.name} cannot quantize this model: {len(bad)} matrices (e.g. {name}) have rows of {row} "
+            f"values, not a multiple of the {MIN_BLOCK}-value block every llama.cpp quant type needs "
+            f"(the {qt.base} block is {qt.block}); llama.cpp would keep them F16. Use gguf-f16, or give the model "
+            f"widths that are multiples of {MIN_BLOCK} (256 for K-quants). --allow-drift keeps such a file anyway.")
+    if qt.block > MIN_BLOCK and rows and all(r % qt.block for r in rows.values()) and not allow_drift:
+        raise TargetError(
+            f"gguf-{qt.name} would not contain a single {qt.base} matrix: no row length of this model "
+            f"({sorted(set(rows.values()))}) is a multiple of the {qt.base} block of {qt.block}, so llama.cpp "
+            "would fall back on every tensor. Use a 32-block type (gguf-Q4_0, gguf-Q5_0, gguf-Q8_0) or "
+            "pass --allow-drift.")
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what llama.cpp's C++ side writes to fd 2 (its quantizer logs past Python's logging).
+
+    Yields a list that holds the captured text once the block has run.
+    """
+    import sys
+    import tempfile
+
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", "replace"))
+
+
+def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None) -> None:
+    """Run `llama_model_quantize(src -> dst)` for file type `qt`; its log is kept for the error message."""
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = qt.ftype
+    params.nthread = threads or os.cpu_count() or 1
+    with captured_stderr() as log:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if rc != 0 or not dst.is_file():
+        tail = "\n".join(line for line in "".join(log).splitlines()[-6:] if line.strip())
+        raise TargetError(f"llama.cpp's quantizer could not make {qt.name} from {src.name} (code {rc}). "
+                          f"Its log ends with:\n{tail}\nTry gguf-f16 or another quant type.")
+
+
+def tensor_report(path: Path, qt: QuantType | None) -> dict:
+    """{"tensor_types": {type: count}, "fallbacks": {tensor: type}} of a GGUF file."""
+    from gguf import GGUFReader
+
+    counts: dict[str, int] = {}
+    fallbacks: dict[str, str] = {}
+    for t in GGUFReader(path).tensors:
+        kind = t.tensor_type.name
+        counts[kind] = counts.get(kind, 0) + 1
+        if qt is not None and quantizable(t.name, t.shape) and kind not in qt.mixture:
+            fallbacks[t.name] = kind
+    return {"tensor_types": dict(sorted(counts.items())), "fallbacks": fallbacks}

@@ -1,0 +1,355 @@
+"""GGUF export and the llama.cpp backend: file contents, parity with PyTorch, quantization report,
+tokenizer parity, BERT classifiers and embedders, damaged files."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gguf")
+llama_cpp = pytest.importorskip("llama_cpp")
+
+from roots_edge.errors import TargetError  # noqa: E402
+from roots_edge.exporters import ExportOptions, export, load_source  # noqa: E402
+from roots_edge.runtimes.base import RuntimeLoadError  # noqa: E402
+from roots_edge.runtimes.llamacpp import LlamaCppBackend  # noqa: E402
+
+DECODER_TARGETS = ("gguf-f32", "gguf-f16", "gguf-q8", "gguf-q4")
+
+
+def _gguf(folder):
+    files = sorted(folder.glob("*.gguf"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+def _field(reader, key):
+    return reader.fields[key].contents()
+
+
+@pytest.fixture(scope="module")
+def texts_file(small_corpus, tmp_path_factory):
+    """Calibration / verification text for every source here: the session's docstring subset, so that
+    `load_source` does not gather the standard library's docstrings once per model (seconds each)."""
+    path = tmp_path_factory.mktemp("gguf-texts") / "docstrings.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in small_corpus.train[:300] + small_corpus.val))
+    return path
+
+
+@pytest.fixture(scope="module")
+def llama_src(tiny_llama256, texts_file):
+    return load_source(tiny_llama256, calibration=texts_file)
+
+
+@pytest.fixture(scope="module")
+def llama_exports(llama_src, tmp_path_factory):
+    """target -> (artifact folder, manifest), each exported (and verified) once."""
+    root = tmp_path_factory.mktemp("gguf-llama")
+    return {t: (root / t, export(llama_src, t, root / t, log=lambda *_: None)) for t in DECODER_TARGETS}
+
+
+@pytest.fixture(scope="module")
+def bert_src(tiny_bert_classifier, texts_file):
+    return load_source(tiny_bert_classifier, calibration=texts_file)
+
+
+@pytest.fixture(scope="module")
+def bert_exports(bert_src, tmp_path_factory):
+    root = tmp_path_factory.mktemp("gguf-bert")
+    return {t: (root / t, export(bert_src, t, root / t)) for t in ("gguf-f32", "gguf-q8")}
+
+
+# ---------------------------------------------------------------------------- Llama decoders
+def test_manifests_and_verification_metrics(llama_exports):
+    f32, f16, q8, q4 = (llama_exports[t][1] for t in DECODER_TARGETS)
+    for m in (f32, f16, q8, q4):
+        assert m["verification"]["passed"] is True
+        assert m["format"] == "gguf" and m["versions"]["gguf"] and m["versions"]["llama_cpp"]
+    assert f32["verification"]["metrics"]["max_logit_diff"] < 1e-3     # f32 KV cache: measured ~1e-5
+    assert f32["verification"]["metrics"]["top1"] == 1.0
+    assert f16["verification"]["metrics"]["kl"] < 1e-5
+    assert q8["verification"]["metrics"]["top1"] >= 0.95 and q8["verification"]["metrics"]["kl"] < 1e-3
+    assert q4["verification"]["metrics"]["top1"] >= 0.9 and q4["verification"]["metrics"]["kl"] < 5e-3
+    assert f32["bits_per_weight"] > 31 and 15 < f16["bits_per_weight"] < 17.5
+    assert q4["bits_per_weight"] < q8["bits_per_weight"] < 9.5
+
+
+def test_files_names_and_quant_report(llama_exports, tiny_llama256):
+    for target, stem in (("gguf-f16", "F16"), ("gguf-q8", "Q8_0"), ("gguf-q4", "Q4_K_M")):
+        folder, m = llama_exports[target]
+        name = f"{tiny_llama256.name}-{stem}.gguf"
+        assert sorted(p.name for p in folder.iterdir()) == sorted([name, "manifest.json"])  # intermediate removed
+        assert m["gguf_file"] == name
+        assert [(f["name"], f["bytes"]) for f in m["files"]] == [(name, (folder / name).stat().st_size)]
+    q4 = llama_exports["gguf-q4"][1]
+    assert q4["fallbacks"] == {}                      # every width is a multiple of 256
+    assert q4["tensor_types"] == {"F32": 3, "Q4_K": 5, "Q6_K": 3}
+    assert llama_exports["gguf-q8"][1]["tensor_types"] == {"F32": 3, "Q8_0": 8}
+
+
+def test_f16_file_is_what_llamas_converter_writes(llama_exports, llama_src):
+    """Names, shapes, dtypes, metadata, and the Q/K row permutation, read back with gguf-py."""
+    from gguf import GGUFReader, Keys, LlamaFileType
+
+    from roots_edge.exporters.gguf_llama import rope_permute
+
+    spec = llama_src.spec
+    reader = GGUFReader(_gguf(llama_exports["gguf-f16"][0]))
+    tensors = {t.name: t for t in reader.tensors}
+    blk = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+    assert set(tensors) == {"token_embd.weight", "output_norm.weight", "blk.0.attn_norm.weight",
+                            "blk.0.ffn_norm.weight", *(f"blk.0.{n}.weight" for n in blk)}  # tied: no output.weight
+    types = {n: t.tensor_type.name for n, t in tensors.items()}
+    assert {n for n, t in types.items() if t == "F32"} == {"output_norm.weight", "blk.0.attn_norm.weight",
+                                                           "blk.0.ffn_norm.weight"}
+    assert set(types.values()) == {"F16", "F32"}
+    state = llama_src.model.state_dict()
+    hf = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+          "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+          "ffn_down": "mlp.down_proj"}
+    for short, long in hf.items():
+        w = state[f"model.layers.0.{long}.weight"].numpy()
+        assert list(tensors[f"blk.0.{short}.weight"].shape) == list(w.shape[::-1])   # ggml ne order
+    q = state["model.layers.0.self_attn.q_proj.weight"].numpy()
+    k = state["model.layers.0.self_attn.k_proj.weight"].numpy()
+    got_q = np.asarray(tensors["blk.0.attn_q.weight"].data).reshape(q.shape)
+    got_k = np.asarray(tensors["blk.0.attn_k.weight"].data).reshape(k.shape)
+    np.testing.assert_array_equal(got_q, rope_permute(q, spec.num_heads).astype(np.float16))
+    np.testing.assert_array_equal(got_k, rope_permute(k, spec.num_kv_heads).astype(np.float16))
+    assert not np.array_equal(got_q, q.astype(np.float16))
+    meta = {
+        Keys.General.ARCHITECTURE: "llama", Keys.General.FILE_TYPE: LlamaFileType.MOSTLY_F16,
+        "llama.context_length": 128, "llama.embedding_length": 256, "llama.block_count": 1,
+        "llama.feed_forward_length": 512, "llama.attention.head_count": 4, "llama.attention.head_count_kv": 2,
+        "llama.rope.dimension_count": 64, "llama.rope.freq_base": 10000.0, "llama.vocab_size": 512,
+        "llama.attention.key_length": 64, "llama.attention.value_length": 64,
+        Keys.Tokenizer.MODEL: "gpt2", Keys.Tokenizer.PRE: "gpt-2", Keys.Tokenizer.BOS_ID: 0,
+        Keys.Tokenizer.EOS_ID: 1, Keys.Tokenizer.PAD_ID: 2, Keys.Tokenizer.ADD_BOS: True, Keys.Tokenizer.ADD_EOS: False,
+    }
+    assert {k: _field(reader, k) for k in meta} == meta
+    assert _field(reader, "llama.attention.layer_norm_rms_epsilon") == pytest.approx(1e-5)
+    assert len(_field(reader, Keys.Tokenizer.LIST)) == 512
+    assert _field(reader, Keys.Tokenizer.TOKEN_TYPE)[:3] == [3, 3, 3]   # <s> </s> <pad>: CONTROL
+
+
+def test_llama_cpp_greedy_equals_pytorch(llama_exports, llama_src):
+    """The f32 file, opened by llama_cpp.Llama itself and decoded by llama.cpp's own greedy sampler."""
+    import torch
+
+    path = _gguf(llama_exports["gguf-f32"][0])
+    llm = llama_cpp.Llama(str(path), n_ctx=128, type_k=0, type_v=0, verbose=False)
+    for prompt in ("Return the", "The value of", "Raise ValueError if"):
+        ids = llama_src.tokenizer(prompt)["input_ids"]
+        with torch.no_grad():
+            ref = llama_src.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=32,
+                                           pad_token_id=2)[0, len(ids):].tolist()
+        got = []
+        for tok in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0):
+            got.append(tok)
+            if len(got) == len(ref):
+                break
+        assert got == ref and len(ref) >= 8
+
+
+def test_backend_forward_matches_full_prefill(llama_exports):
+    backend = LlamaCppBackend(llama_exports["gguf-f32"][0], device="cpu")
+    ids = np.array([backend.tokenize("Return the number of items in the list.")])
+    full = backend.logits(ids)                                   # (T, V)
+    backend.reset()
+    first = backend.forward(ids[0, :5])
+    steps = [backend.forward(ids[0, i:i + 1]) for i in range(5, ids.shape[1])]
+    np.testing.assert_allclose(np.stack([first, *steps]), full[4:], atol=1e-4)
+    assert full.shape == (ids.shape[1], 512) and full.dtype == np.float32
+    info = backend.info()
+    assert (info["precision"], info["task"], info["context_length"]) == ("F32", "causal-lm", 128)
+
+
+def _fuzz_strings(heldout: list[str]) -> list[str]:
+    """~3,000 strings: docstring lines and slices, unicode, whitespace runs, digits, code."""
+    rng = np.random.default_rng(0)
+    docs = [d for d in heldout if d.strip()]
+    out = []
+    for d in docs[:400]:
+        out.extend(line for line in d.splitlines()[:4] if line.strip())
+        a = int(rng.integers(0, max(1, len(d) - 1)))
+        out.append(d[a:a + int(rng.integers(1, 120))])
+    specials = [
+        "naïve café résumé", "Ελληνικά κείμενα", "日本語のテキスト", "中文字符", "emoji 👍🏽🎉",
+        "e\u0301 combining", "مرحبا بالعالم", "zero\u200bwidth", "nbsp\u00a0here", "tab\tand\nnewline",
+        "   leading", "trailing   ",
+        "a  b   c    d", "\n\n\n", "\t\t\t", " ", "12345678901234567890", "3.14159 2.71828", "1,000,000",
+        "0x1F 0b1010 1e-5", "def f(x):\n    return x**2  # square", "if (a && b) { c(); }", "x = [i for i in y]",
+        "print(f'{x!r:>10}')", "don't won't it's I'm we've", "HTTP/1.1 200 OK", "path/to/file.py:12",
+        "'''quoted''' \"double\"", "...---...", "a\r\nb", "ÀÉÎÕÜ", "Ωmega µ", "\u2581already", "##hash",
+    ]
+    for s in specials:
+        out += [s, " " + s, s + " ", s * 3]
+    words = " ".join(docs[:50]).split()
+    for _ in range(3000 - len(out)):
+        n = int(rng.integers(1, 12))
+        parts = [words[int(rng.integers(len(words)))] for _ in range(n)]
+        glue = [" ", "  ", "\n", "\t", "", "_", ".", "(", "0"]
+        out.append("".join(p + glue[int(rng.integers(len(glue)))] for p in parts))
+    return out
+
+
+def test_tokenizer_parity_with_hugging_face(llama_exports, llama_src):
+    llm = llama_cpp.Llama(str(_gguf(llama_exports["gguf-q4"][0])), vocab_only=True, verbose=False)
+    texts = _fuzz_strings(llama_src.heldout)
+    assert len(texts) >= 3000
+    ref = [e.ids for e in llama_src.tokenizer.backend_tokenizer.encode_batch(texts)]
+    mismatched = [t for t, r in zip(texts, ref) if llm.tokenize(t.encode(), add_bos=True, special=False) != r]
+    assert mismatched == []
+    # special tokens written in the text: Hugging Face parses them, so does llama.cpp with special=True
+    text = "a </s> b <s><pad>"
+    assert llm.tokenize(text.encode(), add_bos=True, special=True) == llama_src.tokenizer(text)["input_ids"]
+
+
+def test_k_quant_on_64_wide_model_reports_fallbacks(tiny_llama, texts_file, tmp_path):
+    m = export(load_source(tiny_llama, calibration=texts_file), "gguf-Q4_K_M", tmp_path / "q4")
+    assert m["verification"]["passed"] is True
+    # rows of 64 cannot hold a 256-value K block: llama.cpp fell back to Q5_0 (and Q8_0 for Q6_K)
+    assert m["fallbacks"]["blk.0.attn_q.weight"] == "Q5_0"
+    assert m["fallbacks"]["token_embd.weight"] == "Q8_0"
+    narrow = {"token_embd.weight"} | {f"blk.{i}.{n}.weight" for i in (0, 1)
+                                      for n in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up")}
+    assert set(m["fallbacks"]) == narrow                      # exactly the 64-wide matrices; ffn_down rows are 256
+    assert set(m["fallbacks"].values()) <= {"Q5_0", "Q5_1", "Q8_0"}
+
+
+def test_every_quant_type_keeps_its_mixture_on_256_wide_rows(llama_src, tmp_path):
+    """llama.cpp's quantizer on every target type: with rows that are multiples of 256 nothing falls back,
+    so the mixtures the fallback report assumes are the ones this llama.cpp chooses."""
+    from roots_edge.exporters.gguf import QUANT_TYPES, write_float
+    from roots_edge.exporters.gguf_quant import quant_type, quantize, tensor_report
+
+    src = write_float(llama_src, tmp_path / "src-F32.gguf", "f32").path
+    sizes = {}
+    for name in QUANT_TYPES:
+        qt = quant_type(name)
+        dst = tmp_path / f"{name}.gguf"
+        quantize(src, dst, qt)
+        report = tensor_report(dst, qt)
+        assert report["fallbacks"] == {}, name
+        assert qt.base in report["tensor_types"] and report["tensor_types"]["F32"] == 3, (name, report)
+        sizes[name] = dst.stat().st_size
+    assert sizes["Q2_K"] < sizes["Q3_K_M"] < sizes["Q4_K_M"] < sizes["Q5_K_M"] < sizes["Q6_K"] < sizes["Q8_0"]
+
+
+def test_check_rows_policy():
+    from roots_edge.exporters.gguf_quant import check_rows, quant_type
+
+    check_rows({"a": 64, "b": 256}, quant_type("Q4_K_M"), allow_drift=False)      # some K blocks fit: fallbacks
+    with pytest.raises(TargetError, match="would not contain a single Q4_K matrix"):
+        check_rows({"a": 64, "b": 128}, quant_type("Q4_K_M"), allow_drift=False)
+    check_rows({"a": 64, "b": 128}, quant_type("Q4_0"), allow_drift=False)         # 32-blocks fit
+    check_rows({"a": 48}, quant_type("Q4_K_M"), allow_drift=True)                  # the user's call
+
+
+def test_rows_not_multiple_of_32_raise_target_error(tiny_llama, texts_file, tmp_path):
+    """Hidden size 48: every llama.cpp quant type would leave the file F16 (or abort)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from roots_edge.modelio import save_folder
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    cfg = LlamaConfig(vocab_size=512, hidden_size=48, intermediate_size=96, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                      tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2,
+                      architectures=["LlamaForCausalLM"])
+    torch.manual_seed(0)
+    folder = save_folder(LlamaForCausalLM(cfg).eval(), tok, tmp_path / "w48")
+    src = load_source(folder, calibration=texts_file)
+    for target in ("gguf-Q4_K_M", "gguf-Q4_0"):
+        with pytest.raises(TargetError, match=r"rows of 48 values.*multiple of the 32-value block"):
+            export(src, target, tmp_path / target)
+        assert not (tmp_path / target).exists()
+    m = export(src, "gguf-f16", tmp_path / "f16", ExportOptions(verify_texts=2))   # float types still work
+    assert m["verification"]["passed"] is True
+
+
+# ---------------------------------------------------------------------------- BERT encoders
+def test_bert_classifier_labels_and_predictions(bert_exports, bert_src):
+    from gguf import GGUFReader, PoolingType
+
+    from roots_edge.classify import predict_proba
+    from conftest import SENTIMENT_HELDOUT
+
+    for target, (folder, m) in bert_exports.items():
+        assert m["verification"]["passed"] is True and m["verification"]["metrics"]["agreement"] == 1.0
+        reader = GGUFReader(_gguf(folder))
+        assert _field(reader, "bert.classifier.output_labels") == ["negative", "positive"]
+        assert _field(reader, "bert.pooling_type") == PoolingType.RANK
+        assert _field(reader, "bert.attention.causal") is False
+        assert _field(reader, "tokenizer.ggml.model") == "bert"
+        names = {t.name for t in reader.tensors}
+        assert {"cls.weight", "cls.output.weight", "token_types.weight", "position_embd.weight"} <= names
+    texts = [t for t, _ in SENTIMENT_HELDOUT]
+    ref = predict_proba(bert_src.model, bert_src.tokenizer, texts)             # (N, C)
+    backend = LlamaCppBackend(bert_exports["gguf-f32"][0], device="cpu")
+    assert backend.labels == ["negative", "positive"] and backend.info()["task"] == "classification"
+    logits = backend.classify_logits(texts)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    np.testing.assert_allclose(probs, ref, atol=1e-5)
+    assert (probs.argmax(-1) == ref.argmax(-1)).all()
+    strings = _fuzz_strings([t for t, _ in SENTIMENT_HELDOUT] * 3)[:600]   # WordPiece parity (incl. unicode)
+    assert [backend.tokenize(s) for s in strings] == bert_src.tokenizer(strings)["input_ids"]
+
+
+def test_minilm_embeddings(minilm_path, texts_file, tmp_path):
+    m = export(load_source(minilm_path, calibration=texts_file), "gguf-f16", tmp_path / "f16",
+               ExportOptions(verify_texts=6))
+    assert m["verification"]["metrics"]["min_cosine"] > 0.999
+    assert m["tensor_types"] == {"F16": 37, "F32": 64} and m["fallbacks"] == {}
+    backend = LlamaCppBackend(tmp_path / "f16", device="cpu")   # MEAN pooling in the file
+    assert backend.info()["task"] == "embedding" and backend.labels == []
+    a, b = backend.embed(["A man is playing a guitar.", "Someone plays an instrument."])
+    assert 0.4 < float(a @ b) < 0.95 and abs(float(a @ a) - 1) < 1e-5
+
+
+# ---------------------------------------------------------------------------- damaged files, imports
+def test_damaged_files_raise_clear_errors(llama_exports, tmp_path):
+    good = _gguf(llama_exports["gguf-f16"][0]).read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(good[: len(good) // 2])
+    with pytest.raises(RuntimeLoadError, match="truncated"):
+        LlamaCppBackend(cut)
+    head_only = tmp_path / "head.gguf"
+    head_only.write_bytes(good[:100])
+    with pytest.raises(RuntimeLoadError, match="truncated or corrupt"):
+        LlamaCppBackend(head_only)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"PK\x03\x04" + bytes(200))
+    with pytest.raises(RuntimeLoadError, match="not a GGUF file"):
+        LlamaCppBackend(junk)
+    with pytest.raises(RuntimeLoadError, match="does not exist"):
+        LlamaCppBackend(tmp_path / "missing.gguf")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeLoadError, match="holds 0 .gguf files"):
+        LlamaCppBackend(tmp_path / "empty")
+
+
+def test_runtime_never_imports_torch_and_exporter_imports_lazily(llama_exports):
+    path = _gguf(llama_exports["gguf-q8"][0])
+    code = ("import sys, numpy as np\n"
+            "import roots_edge.exporters.gguf\n"
+            "assert not {'gguf', 'llama_cpp', 'torch'} & set(sys.modules), 'heavy import'\n"
+            "from roots_edge.runtimes.llamacpp import LlamaCppBackend\n"
+            f"b = LlamaCppBackend({str(path)!r}, device='cpu')\n"
+            "x = b.logits(np.array([b.tokenize('Return the value')]))\n"
+            "print(x.shape, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("False") and "(4, 512)" in out.stdout
+
+
+def test_manifest_is_valid_json_with_extras(llama_exports):
+    folder, m = llama_exports["gguf-q4"]
+    on_disk = json.loads((folder / "manifest.json").read_text())
+    assert on_disk["gguf_file"] == m["gguf_file"] and on_disk["fallbacks"] == {}
+    assert on_disk["precision"] == "Q4_K_M" and on_disk["target"] == "gguf-Q4_K_M"
