@@ -75,7 +75,7 @@ class ExportOptions:
     awq: bool | None = None         # NNCF AWQ; None: on when calibration text is given
     scale_estimation: bool | None = None
     static_int8: bool = False       # ONNX encoders: static QDQ with calibration instead of dynamic
-    opset: int = 18
+    opset: int = 21                # ONNX: 21 lets onnx-int4 store the embedding in 4 bits too
     verify: bool = True
     allow_drift: bool = False
     verify_texts: int = 16          # held-out texts used for verification

@@ -1,9 +1,23 @@
-"""ONNX export (decoders with explicit KV cache; BERT encoders), verified with ONNX Runtime."""
+"""ONNX export (decoders with explicit KV cache; BERT encoders), verified with ONNX Runtime.
+
+An artifact folder holds `model.onnx` (+ `model.onnx_data` past 2 GB), the model's `config.json`,
+`generation_config.json`, `tokenizer.json` and `tokenizer_config.json`, and for decoders a
+`genai_config.json` so that `onnxruntime_genai.Model(folder)` runs it too. The torch model is traced
+once in float32 (`onnx_decoder`, `onnx_encoder`); each precision is a pass over that graph (`onnx_passes`).
+"""
 from __future__ import annotations
 
-from .base import FLOAT32, HALF, INT4, INT8, Exporter, Target
+import shutil
+import tempfile
+from pathlib import Path
+
+from roots_edge.errors import TargetError
+
+from .base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target
 
 BOTH, DECODERS = ("llama", "bert"), ("llama",)
+SUPPORT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18, 21, 22 and 23 verified here
 
 
 class OnnxExporter(Exporter, format="onnx"):
@@ -13,3 +27,117 @@ class OnnxExporter(Exporter, format="onnx"):
         Target.make("onnx", "int8", BOTH, INT8),
         Target.make("onnx", "int4", DECODERS, INT4),
     )
+
+    def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
+        import onnx
+
+        from .onnx_passes import save_model
+
+        spec = source.spec
+        decoder = spec.task == "causal-lm"
+        check_options(target, options)
+        with tempfile.TemporaryDirectory(prefix="roots-edge-onnx-") as scratch:
+            traced = Path(scratch) / "fp32.onnx"
+            if decoder:
+                from .onnx_decoder import export_decoder
+
+                export_decoder(source.model, spec, traced, options.opset)
+            else:
+                from .onnx_encoder import export_encoder
+
+                export_encoder(source.model, spec, traced, options.opset)
+            model = onnx.load(str(traced))
+        model, info = self._precision(model, source, target, options)
+        files = save_model(model, out)
+        copy_support_files(source, out)
+        extras = {}
+        if decoder:
+            from .onnx_decoder import write_genai_config
+
+            extras["genai"] = write_genai_config(spec, source.folder, out, options.threads)
+        return {
+            "opset": options.opset,
+            "exporter": "torch.onnx.export (TorchScript tracer, eager attention)",
+            "inputs": graph_io(model.graph.input),
+            "outputs": graph_io(model.graph.output),
+            "quantization" if target.quantized else "conversion": info,
+            "weight_bytes": sum((out / f).stat().st_size for f in files),
+            **extras,
+        }
+
+    @staticmethod
+    def _precision(model, source: Source, target: Target, options: ExportOptions) -> tuple[object, dict | None]:
+        from . import onnx_passes as passes
+
+        precision = target.precision
+        if precision in ("fp32", "fp16"):
+            saved = passes.share_transposed(model)
+            info = {"shared_transposed_bytes": saved} if saved else None
+            if precision == "fp16":
+                return passes.to_fp16(model), {"method": "fp16 weights and compute, float32 inputs/outputs",
+                                               **(info or {})}
+            return model, info
+        if precision == "int8":
+            if options.static_int8 and source.spec.task != "causal-lm":
+                from .onnx_encoder import TextCalibration, encoder_names, static_int8_exclusions
+
+                texts = options.calibration or source.heldout
+                reader = TextCalibration(source.tokenizer, texts, encoder_names(source.spec)[0])
+                if not len(reader):
+                    raise TargetError("static int8 needs calibration text; give --calibration FILE")
+                return passes.int8_static(model, reader, static_int8_exclusions(model, source.spec))
+            model, info = passes.int8_dynamic(model)
+            if options.static_int8:
+                info["note"] = "static int8 applies to encoders; decoders use dynamic int8"
+            return model, info
+        if precision == "int4":
+            return passes.int4_blocks(model, options.group_size, options.opset)
+        raise TargetError(f"the ONNX exporter has no precision {precision!r}")
+
+    def open(self, out: Path, source: Source, options: ExportOptions):
+        from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(out, device="cpu", threads=options.threads)
+
+    def versions(self) -> dict:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {}
+        for name in ("torch", "onnx", "onnxruntime", "onnxruntime-genai"):
+            try:
+                out[name] = version(name)
+            except PackageNotFoundError:
+                pass
+        return out
+
+
+def check_options(target: Target, options: ExportOptions) -> None:
+    """Refuse options the export would fail on, before any tracing."""
+    if options.opset not in OPSETS:
+        raise TargetError(f"ONNX opset {options.opset} is not supported; choose {OPSETS.start}-{OPSETS.stop - 1} "
+                          "(18 by default; 21 or more stores onnx-int4 embeddings in 4 bits)")
+    size = options.group_size
+    if target.precision == "int4" and (size < 16 or size & (size - 1)):
+        raise TargetError(f"onnx-int4 needs a power-of-two group size of at least 16 (MatMulNBits blocks); "
+                          f"got {size}. Try 32, 64 or 128.")
+
+
+def copy_support_files(source: Source, out: Path) -> None:
+    """The model's config and tokenizer next to the graph: the folder runs without the source model."""
+    for name in SUPPORT_FILES:
+        if (Path(source.folder) / name).is_file():
+            shutil.copyfile(Path(source.folder) / name, out / name)
+    if not (out / "tokenizer.json").is_file():  # a folder with only vocab.txt: write the fast tokenizer's form
+        source.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+
+
+def graph_io(values) -> list[dict]:
+    """[{name, type, shape}] of graph inputs or outputs; dynamic axes by their names."""
+    from onnx import TensorProto
+
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        shape = [d.dim_param or d.dim_value for d in t.shape.dim]
+        out.append({"name": v.name, "type": TensorProto.DataType.Name(t.elem_type).lower(), "shape": shape})
+    return out

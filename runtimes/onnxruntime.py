@@ -1,7 +1,8 @@
 """ONNX Runtime: explicit-KV-cache decoders and BERT encoders from a `model.onnx` folder. Never imports torch.
 
-    backend = OnnxRuntimeBackend("out/onnx-int8")
+    backend = OnnxRuntimeBackend("out/onnx-int8")   # the artifact folder or its .onnx file
     backend.logits(ids)          # (1, T) -> (T, V), a full prefill from an empty cache
+    backend.reset(); backend.forward(ids)   # decode loop: (V,) logits of the last position, KV cache kept
     backend.greedy(ids, 40)      # new token ids, the KV cache fed back between steps
     backend.classify_logits(["a great film"])   # encoders with a classifier head
     backend.embed(["some text"])                # encoders without one: mean-pooled, normalised
@@ -23,7 +24,8 @@ MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"       # external weights, written only past protobuf's 2 GB limit
 GENAI_CONFIG = "genai_config.json"  # makes the folder an onnxruntime-genai model too
 
-INPUT_IDS, ATTENTION_MASK, POSITION_IDS, TOKEN_TYPE_IDS = "input_ids", "attention_mask", "position_ids", "token_type_ids"
+INPUT_IDS, ATTENTION_MASK, POSITION_IDS = "input_ids", "attention_mask", "position_ids"
+TOKEN_TYPE_IDS = "token_type_ids"
 LOGITS, LAST_HIDDEN_STATE = "logits", "last_hidden_state"
 PAST_KEY, PAST_VALUE = "past_key_values.%d.key", "past_key_values.%d.value"      # (B, kv_heads, past, head_dim)
 PRESENT_KEY, PRESENT_VALUE = "present.%d.key", "present.%d.value"                # (B, kv_heads, past+T, head_dim)
@@ -51,14 +53,14 @@ def session_options(threads: int | None = None):
     return so
 
 
-def check_model_file(folder: Path) -> Path:
+def check_model_file(folder: Path, name: str = MODEL_FILE) -> Path:
     """`folder/model.onnx`, or a `RuntimeLoadError` saying what is missing or damaged."""
     folder = Path(folder)
-    path = folder / MODEL_FILE
+    path = folder / name
     if not folder.is_dir():
         raise RuntimeLoadError(f"{folder} is not a folder; an ONNX artifact is a folder holding {MODEL_FILE}")
     if not path.is_file():
-        raise RuntimeLoadError(f"{folder} has no {MODEL_FILE}: it is not an ONNX artifact; {_HINT}")
+        raise RuntimeLoadError(f"{folder} has no {name}: it is not an ONNX artifact; {_HINT}")
     if path.stat().st_size == 0:
         raise RuntimeLoadError(f"{path} is empty (0 bytes); {_HINT}")
     manifest = read_json(folder / "manifest.json")
@@ -73,26 +75,41 @@ def check_model_file(folder: Path) -> Path:
 class OnnxRuntimeBackend(Backend, format="onnx"):
     """One `onnxruntime.InferenceSession` over an artifact folder written by the ONNX exporter."""
 
-    def __init__(self, folder: str | Path, *, threads: int | None = None, providers: Sequence[str] | None = None):
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None):
         import onnxruntime as ort
 
-        self.folder = Path(folder)
-        path = check_model_file(self.folder)
+        from .devices import place
+
+        path = Path(path)
+        self.folder = path.parent if path.suffix == ".onnx" else path
+        model_file = check_model_file(self.folder, path.name if path.suffix == ".onnx" else MODEL_FILE)
+        self.placement = place("onnxruntime", device)
+        providers = list(dict.fromkeys([self.placement.setting, "CPUExecutionProvider"]))
         try:
-            self.session = ort.InferenceSession(str(path), session_options(threads),
-                                                providers=list(providers or ["CPUExecutionProvider"]))
+            self.session = ort.InferenceSession(str(model_file), session_options(threads), providers=providers)
         except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, ... for one meaning
-            raise RuntimeLoadError(f"ONNX Runtime cannot load {path}: {_first_line(exc)}. The file (or its "
+            raise RuntimeLoadError(f"ONNX Runtime cannot load {model_file}: {_first_line(exc)}. The file (or its "
                                    f"{DATA_FILE}) may be truncated or corrupt; {_HINT}") from None
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.weight_bytes = sum(p.stat().st_size for p in (model_file, self.folder / DATA_FILE) if p.is_file())
         self.config = read_json(self.folder / "config.json")
-        self.tokenizer = load_tokenizer(self.folder) if (self.folder / "tokenizer.json").is_file() else None
-        self.num_layers = sum(1 for name in self.inputs if name.startswith("past_key_values.") and name.endswith(".key"))
+        self.manifest = read_json(self.folder / "manifest.json")
+        self.tok = load_tokenizer(self.folder) if (self.folder / "tokenizer.json").is_file() else None
+        eos = read_json(self.folder / "generation_config.json").get("eos_token_id", self.config.get("eos_token_id"))
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.context_length = int(self.config.get("max_position_embeddings", 2048))
+        self.num_layers = sum(1 for i in range(len(self.inputs)) if PAST_KEY % i in self.inputs)
+        self.task = ("causal-lm" if self.num_layers else "classification" if LOGITS in self.outputs
+                     else "embedding")
+        id2label = self.config.get("id2label") or {}
+        self.labels = [id2label[k] for k in sorted(id2label, key=int)] if self.task == "classification" else []
         if self.num_layers:
+            self._past_names = decoder_names(self.num_layers)[0][3:]
             past = self.inputs[PAST_KEY % 0]
             self.kv_heads, self.head_dim = int(past.shape[1]), int(past.shape[3])  # (B, kv_heads, past, head_dim)
             self.kv_dtype = _NUMPY[past.type]
+        self.cache: list[np.ndarray] | None = None
 
     @property
     def is_decoder(self) -> bool:
@@ -112,13 +129,24 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         self._require_decoder()
         past = cache[0].shape[2]
         n = ids.shape[1]
-        names, _ = decoder_names(self.num_layers)
         feed = {INPUT_IDS: ids,                                                     # (1, T)
                 ATTENTION_MASK: np.ones((1, past + n), dtype=np.int64),             # (1, P+T)
                 POSITION_IDS: np.arange(past, past + n, dtype=np.int64)[None]}     # (1, T)
-        feed.update(zip(names[3:], cache))                                          # (1, kv, P, hd) each
+        feed.update(zip(self._past_names, cache))                                   # (1, kv, P, hd) each
         logits, *present = self.session.run(None, feed)
         return np.asarray(logits[0], dtype=np.float32), present                    # (T, V), (1, kv, P+T, hd)
+
+    def reset(self) -> None:
+        """Forget the KV cache: the next `forward` starts at position 0."""
+        self._require_decoder()
+        self.cache = self.empty_cache()
+
+    def forward(self, ids: np.ndarray) -> np.ndarray:
+        """Append ids to the cached sequence; (V,) float32 logits of the last position."""
+        if self.cache is None:
+            self.reset()
+        logits, self.cache = self.decode_step(np.asarray(ids, dtype=np.int64).reshape(1, -1), self.cache)
+        return logits[-1]                                                           # (V,)
 
     def logits(self, input_ids) -> np.ndarray:
         ids = np.asarray(input_ids, dtype=np.int64).reshape(1, -1)                  # (1, T)
@@ -129,11 +157,9 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         """Greedy continuation of `input_ids`: the new token ids, the EOS included when it is produced."""
         self._require_decoder()
         ids = np.asarray(input_ids, dtype=np.int64).reshape(1, -1)                  # (1, T)
-        eos = self.config.get("eos_token_id")
-        eos = set(eos if isinstance(eos, list) else [eos]) if stop_at_eos and eos is not None else set()
-        room = int(self.config.get("max_position_embeddings", 1 << 30)) - ids.shape[1]
+        eos = self.eos_ids if stop_at_eos else set()
         cache, out = self.empty_cache(), []
-        for _ in range(max(0, min(max_new_tokens, room))):
+        for _ in range(max(0, min(max_new_tokens, self.context_length - ids.shape[1]))):
             logits, cache = self.decode_step(ids, cache)
             token = int(logits[-1].argmax())
             out.append(token)
@@ -143,22 +169,28 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         return out
 
     # ------------------------------------------------------------------ encoders
+    def _tokenizer(self):
+        if self.tok is None:
+            raise RuntimeLoadError(f"{self.folder} has no tokenizer.json; texts cannot be encoded")
+        return self.tok
+
     def _encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        if self.tokenizer is None:
-            raise RuntimeLoadError(f"{self.folder} has no tokenizer.json; it cannot encode text")
-        ids, mask = encode_batch(self.tokenizer, texts, self._pad_id())                 # (B, T) each
+        ids, mask = encode_batch(self._tokenizer(), texts, self._pad_id())              # (B, T) each
         feed = {INPUT_IDS: ids, ATTENTION_MASK: mask}
         if TOKEN_TYPE_IDS in self.inputs:
             feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)                                     # (B, T)
         return feed
 
     def _pad_id(self) -> int:
-        token = read_json(self.folder / "tokenizer_config.json").get("pad_token")
-        pad = self.tokenizer.token_to_id(token) if isinstance(token, str) else None
-        return int(pad if pad is not None else self.config.get("pad_token_id") or 0)
+        """config.json's pad id (a Llama classifier finds its last token by it), else the tokenizer's."""
+        pad = self.config.get("pad_token_id")
+        if pad is None:
+            token = read_json(self.folder / "tokenizer_config.json").get("pad_token")
+            pad = self._tokenizer().token_to_id(token) if isinstance(token, str) else None
+        return int(pad or 0)
 
     def classify_logits(self, texts: Sequence[str]) -> np.ndarray:
-        if self.is_decoder or LOGITS not in self.outputs:
+        if self.task != "classification":
             raise NotImplementedError(f"{self.folder} has no classifier head (outputs {self.outputs})")
         return np.asarray(self.session.run([LOGITS], self._encode(texts))[0], dtype=np.float32)   # (N, C)
 
@@ -169,9 +201,18 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         hidden = self.session.run([LAST_HIDDEN_STATE], feed)[0]                          # (N, T, C)
         return mean_pool(np.asarray(hidden, dtype=np.float32), feed[ATTENTION_MASK])    # (N, C)
 
-    def labels(self) -> list[str]:
-        id2label = self.config.get("id2label") or {}
-        return [id2label[k] for k in sorted(id2label, key=int)]
+    # ------------------------------------------------------------------ text and housekeeping
+    def tokenize(self, text: str) -> list[int]:
+        return self._tokenizer().encode(text).ids
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self._tokenizer().decode(ids, skip_special_tokens=True)
+
+    def info(self) -> dict:
+        return {"format": "onnx", "precision": self.manifest.get("precision", "unknown"),
+                "backend": "onnxruntime", "device": self.placement.device, "setting": self.placement.setting,
+                "file_size": self.weight_bytes, "context_length": self.context_length, "task": self.task,
+                "labels": self.labels}
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,0 +1,100 @@
+"""Encoders as ONNX: BERT (classifier or embedder) and Llama sequence classifiers, no cache.
+
+    inputs   input_ids (B, T) i64, attention_mask (B, T) i64, token_type_ids (B, T) i64 (BERT only)
+    outputs  logits (B, C) f32 (classifiers) or last_hidden_state (B, T, H) f32 (embedders)
+
+Static int8 (`ExportOptions.static_int8`) calibrates activation ranges on the calibration texts through a
+`CalibrationDataReader` that tokenizes them exactly as the runtime does (`ENCODER_MAX_TOKENS`). BERT's
+feed-forward output projections stay float: their input (after GELU) has outliers that one per-tensor
+int8 range cannot hold. On all-MiniLM-L6-v2 the smallest embedding cosine against PyTorch was 0.929 with
+them quantized and 0.988 without (dynamic int8: 0.989).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
+from roots_edge.runtimes.onnxruntime import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, LOGITS, TOKEN_TYPE_IDS
+
+from .onnx_trace import trace_to_onnx
+
+CALIBRATION_TEXTS = 64  # enough activations for stable MinMax ranges on a small encoder; a few seconds
+
+
+def encoder_names(spec) -> tuple[list[str], list[str]]:
+    """(inputs, outputs) of an encoder graph, in order."""
+    inputs = [INPUT_IDS, ATTENTION_MASK] + ([TOKEN_TYPE_IDS] if spec.family == "bert" else [])
+    return inputs, [LOGITS if spec.task == "classification" else LAST_HIDDEN_STATE]
+
+
+def _wrapper(model, spec):
+    """A module over plain tensors: (ids, mask[, token types]) -> logits or last hidden state."""
+    import torch
+
+    classifier = spec.task == "classification"
+    body = model if classifier else model.base_model  # BertForMaskedLM embeds with its BertModel
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = body
+
+        def forward(self, input_ids, attention_mask, *token_type_ids):
+            kwargs = {"token_type_ids": token_type_ids[0]} if token_type_ids else {}
+            out = self.body(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            return out.logits if classifier else out.last_hidden_state                 # (B, C) | (B, T, H)
+
+    return Encoder().eval()
+
+
+def export_encoder(model, spec, path: Path, opset: int) -> None:
+    """Trace a float32 encoder into `path`, with dynamic batch and sequence."""
+    import torch
+
+    inputs, outputs = encoder_names(spec)
+    b, t = 2, 7
+    ids = torch.randint(0, spec.vocab_size, (b, t))                                     # (B, T)
+    mask = torch.ones(b, t, dtype=torch.long)
+    mask[1, 5:] = 0                                                                      # a padded row
+    example = (ids, mask, *([torch.zeros(b, t, dtype=torch.long)] if len(inputs) == 3 else []))
+    axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
+    axes[outputs[0]] = {0: "batch"} if outputs[0] == LOGITS else {0: "batch", 1: "sequence"}
+    trace_to_onnx(_wrapper(model, spec), model, example, path, inputs, outputs, axes, opset)
+
+
+def static_int8_exclusions(model, spec) -> list[str]:
+    """Names of the MatMuls left in float by static int8: BERT's `layer.N.output.dense` (FFN down projection)."""
+    if spec.family != "bert":
+        return []
+    return [n.name for n in model.graph.node
+            if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name]
+
+
+class TextCalibration:
+    """An `onnxruntime.quantization.CalibrationDataReader` (by its `get_next` protocol) over texts, one text
+    per batch, so no padding enters the activation ranges."""
+
+    def __init__(self, tokenizer, texts: list[str], input_names: list[str], limit: int = CALIBRATION_TEXTS):
+        self.items = []
+        for text in [t for t in texts if t.strip()][:limit]:
+            enc = tokenizer(text, truncation=True, max_length=ENCODER_MAX_TOKENS, return_tensors="np")
+            ids = enc["input_ids"].astype(np.int64)                                      # (1, T)
+            feed = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids)}
+            if TOKEN_TYPE_IDS in input_names:
+                feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
+            self.items.append(feed)
+        self._it = iter(self.items)
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def rewind(self) -> None:
+        self._it = iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
