@@ -1,9 +1,11 @@
 """The export driver: source model -> artifact folder -> verification -> manifest, atomically."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,7 +91,8 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
     calibration, verification = _split_texts(source, options)
     opts = ExportOptions(**{**options.__dict__, "calibration": calibration})
     t0 = time.perf_counter()
-    with atomic_dir(out, replace=force) as tmp:
+    # format libraries (NNCF's progress bars, say) print to stdout: keep it clean for `--json` output
+    with atomic_dir(out, replace=force) as tmp, contextlib.redirect_stdout(sys.stderr):
         extras = exporter.write(source, target, tmp, opts)
         seconds = time.perf_counter() - t0
         if options.verify:

@@ -15,17 +15,13 @@ from typing import Sequence
 from .errors import DataError, UnsupportedModelError
 from .spec import ModelSpec
 
-MAX_TEXT_CHARS = 100_000
-
-
 def _check_text(text) -> str:
-    if not isinstance(text, str):
-        raise DataError(f"expected a string, got {type(text).__name__}")
-    if not text.strip():
-        raise DataError("the text is empty; give at least one non-space character")
-    if len(text) > MAX_TEXT_CHARS:
-        raise DataError(f"the text has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it")
-    return text
+    from .runtimes.base import TextInputError, check_text
+
+    try:
+        return check_text(text)
+    except TextInputError as exc:
+        raise DataError(str(exc)) from None
 
 
 class LanguageModel:

@@ -54,6 +54,33 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
 
 
+def check_sizes_against_manifest(folder: Path, hint: str) -> None:
+    """A cheap truncation check: every file the export's manifest lists must still have its recorded size."""
+    manifest = read_json(Path(folder) / "manifest.json")
+    for entry in manifest.get("files", []):
+        f = Path(folder) / entry["name"]
+        if f.is_file() and f.stat().st_size != entry["bytes"]:
+            raise RuntimeLoadError(f"{f} has {f.stat().st_size:,} bytes; the manifest records {entry['bytes']:,}: "
+                                   f"the file is truncated or was replaced; {hint}")
+
+
+MAX_TEXT_CHARS = 100_000
+
+
+class TextInputError(ValueError):
+    """Text that cannot be run: not a string, empty, or too long."""
+
+
+def check_text(text) -> str:
+    if not isinstance(text, str):
+        raise TextInputError(f"expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise TextInputError("the text is empty; give at least one non-space character")
+    if len(text) > MAX_TEXT_CHARS:
+        raise TextInputError(f"the text has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it")
+    return text
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
 

@@ -7,21 +7,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .base import check_text as _check_text
 from .generation import generate_ids, stream_text
 from .sampling import GenerationConfig
-
-MAX_TEXT_CHARS = 100_000
-
-
-def _check_text(text) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"expected a string, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError("the text is empty; give at least one non-space character")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ValueError(f"the text has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it")
-    return text
-
 
 class EdgeModel:
     """A loaded artifact. Calls are serialized by a per-model lock: safe to share between threads

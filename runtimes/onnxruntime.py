@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Backend, RuntimeLoadError, encode_batch, load_tokenizer, mean_pool, read_json
+from .base import (Backend, RuntimeLoadError, check_sizes_against_manifest, encode_batch, load_tokenizer, mean_pool,
+                   read_json)
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"       # external weights, written only past protobuf's 2 GB limit
@@ -63,12 +64,7 @@ def check_model_file(folder: Path, name: str = MODEL_FILE) -> Path:
         raise RuntimeLoadError(f"{folder} has no {name}: it is not an ONNX artifact; {_HINT}")
     if path.stat().st_size == 0:
         raise RuntimeLoadError(f"{path} is empty (0 bytes); {_HINT}")
-    manifest = read_json(folder / "manifest.json")
-    for entry in manifest.get("files", []):  # a cheap truncation check against the export's own record
-        f = folder / entry["name"]
-        if f.is_file() and f.stat().st_size != entry["bytes"]:
-            raise RuntimeLoadError(f"{f} has {f.stat().st_size:,} bytes; the manifest records {entry['bytes']:,}: "
-                                   f"the file is truncated or was replaced; {_HINT}")
+    check_sizes_against_manifest(folder, _HINT)
     return path
 
 

@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Backend, RuntimeLoadError, encode_batch, load_tokenizer, mean_pool, read_json
+from .base import (Backend, RuntimeLoadError, check_sizes_against_manifest, encode_batch, load_tokenizer, mean_pool,
+                   read_json)
 
 MODEL_XML = "openvino_model.xml"
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -41,12 +42,7 @@ def check_ir(folder: Path, xml_name: str = MODEL_XML) -> tuple[Path, Path]:
         raise RuntimeLoadError(f"{xml} is corrupt (not valid XML: {exc}); {_HINT}") from None
     if root.tag != "net":
         raise RuntimeLoadError(f"{xml} is XML but not an OpenVINO IR (root <{root.tag}>, expected <net>); {_HINT}")
-    manifest = read_json(folder / "manifest.json")
-    for entry in manifest.get("files", []):  # a cheap truncation check against the export's own record
-        path = folder / entry["name"]
-        if path.is_file() and path.stat().st_size != entry["bytes"]:
-            raise RuntimeLoadError(f"{path} has {path.stat().st_size:,} bytes; the manifest records "
-                                   f"{entry['bytes']:,}: the file is truncated or was replaced; {_HINT}")
+    check_sizes_against_manifest(folder, _HINT)
     return xml, weights
 
 

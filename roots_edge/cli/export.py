@@ -8,16 +8,31 @@ import click
 from .common import download_option, echo_json
 
 
-def _target_choice() -> click.Choice:
-    from roots_edge.exporters.base import all_targets
+class TargetType(click.ParamType):
+    """A target name from the exporters' registry (aliases and any letter case accepted)."""
 
-    return click.Choice(sorted(all_targets()), case_sensitive=False)
+    name = "target"
+
+    def convert(self, value, param, ctx):
+        from roots_edge.errors import TargetError
+        from roots_edge.exporters.base import get_target
+
+        try:
+            return get_target(value).name
+        except TargetError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _targets_help() -> str:
+    from roots_edge.exporters.base import target_names
+
+    return ("FORMAT-PRECISION (repeatable); gguf-q4 = gguf-Q4_K_M, gguf-q8 = gguf-Q8_0. One of: "
+            + ", ".join(target_names()))
 
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("-t", "--target", "targets", multiple=True, required=True, type=_target_choice(),
-              help="FORMAT-PRECISION (repeatable), e.g. gguf-q4, onnx-int8, openvino-int4.")
+@click.option("-t", "--target", "targets", multiple=True, required=True, type=TargetType(), help=_targets_help())
 @click.option("-o", "--output", type=click.Path(), required=True,
               help="Artifact folder (with several targets: a parent folder, one subfolder per target).")
 @click.option("--calibration", type=click.Path(), help="Text for data-aware methods and verification "
