@@ -84,6 +84,17 @@ def bench_classifier(model, job: dict, cfg) -> tuple[dict, dict]:
             f"throughput_b{cfg.batch}": [round(m, 2), round(sd, 2)], "throughput": round(m, 2)}, arrays
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process. VmHWM belongs to this executable's own address space;
+    ru_maxrss can carry the parent's peak across fork + exec on Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        scale = 1 / 1024 if sys.platform != "darwin" else 1 / (1 << 20)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def main(job_path: str) -> None:
     from . import load
     from .bench import BenchConfig
@@ -97,7 +108,7 @@ def main(job_path: str) -> None:
     result, arrays = measure(model, job, cfg)
     info = model.info()
     result.update(load_s=round(load_s, 3), precision=info.get("precision"), backend=info.get("backend"),
-                  device=info.get("device"), peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+                  device=info.get("device"), peak_rss_mb=round(peak_rss_mb(), 1))
     np.savez(job["out"], **arrays)
     print(json.dumps(result))
 

@@ -33,7 +33,7 @@ def test_default_model_record_and_quality(default_model):
 def test_demo_end_to_end(default_model):
     from roots_edge.cli import main
 
-    result = CliRunner().invoke(main, ["demo", "-n", "20"])
+    result = CliRunner().invoke(main, ["demo", "-n", "20", "--bench-runs", "1"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "validation perplexity" in out and "unigram baseline" in out and "sample (greedy): Return the" in out
@@ -41,3 +41,7 @@ def test_demo_end_to_end(default_model):
     for target in ("gguf-Q4_K_M", "onnx-int8", "openvino-int4"):
         line = next(ln for ln in table.splitlines() if ln.startswith(target))
         assert line.rstrip().endswith("ok"), line
+    bench = out.split("benchmark (this machine")[1]
+    rows = [ln for ln in bench.splitlines() if ln.startswith("| ")][1:]
+    assert len(rows) == 4 and rows[0].startswith("| reference default | torch")
+    assert "tg64 t/s" in bench and "memory bandwidth" in bench

@@ -13,7 +13,8 @@ DEMO_TARGETS = ("gguf-q4", "onnx-int8", "openvino-int4")
 @click.option("-n", "--max-new-tokens", type=int, default=40, show_default=True)
 @click.option("-t", "--target", "targets", multiple=True, default=DEMO_TARGETS, show_default=True,
               help="Targets to export the default model to.")
-def demo(prompt, max_new_tokens, targets):
+@click.option("--bench-runs", type=int, default=3, show_default=True, help="Benchmark runs per artifact (0: skip).")
+def demo(prompt, max_new_tokens, targets, bench_runs):
     """Build (or reuse) the default model, report its quality, generate a sample, export and verify it."""
     from roots_edge.exporters import export, get_target, load_source, read_manifest, verification_table
     from roots_edge.model import LanguageModel
@@ -42,4 +43,12 @@ def demo(prompt, max_new_tokens, targets):
         manifests.append(export(source, target, dest, force=True))
     click.echo("\nverification against PyTorch (held-out validation text):")
     click.echo(verification_table(manifests))
+    if bench_runs > 0:
+        from roots_edge.runtimes.bench import BenchConfig, bench
+        from roots_edge.runtimes.bench_report import to_markdown
+
+        click.echo("\nbenchmark (this machine; PyTorch eager reference as the first row):")
+        dests = [home() / "artifacts" / "default" / get_target(name).name for name in targets]
+        result = bench(dests, BenchConfig(runs=bench_runs), reference=lm.path, texts=source.heldout)
+        click.echo(to_markdown(result))
     click.echo(f"\ndone in {time.perf_counter() - t0:.1f} s")
