@@ -103,7 +103,13 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
         from roots_edge.data import stdlib_docstrings
 
         texts = stdlib_docstrings().val
-    texts = [t for t in texts if t.strip()][-cfg.quality_texts * (4 if kind == "classifier" else 1):]
+    if truth is not None and len(truth) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(truth)} labels; give one label per text")
+    # keep labels aligned with their texts through the filtering and the slicing
+    pairs = [(t, y) for t, y in zip(texts, truth or [None] * len(texts)) if t.strip()]
+    pairs = pairs[-cfg.quality_texts * (4 if kind == "classifier" else 1):]
+    texts = [t for t, _ in pairs]
+    truth = [y for _, y in pairs] if truth is not None else None
     ids = []
     if kind == "decoder":
         tok = load_tokenizer(_tokenizer_folder(reference or first))
