@@ -109,3 +109,17 @@ class Backend:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} cannot embed")
+
+    # text: backends that ship a tokenizer.json share these; llama.cpp uses the one inside the GGUF
+    tok = None
+
+    def _tokenizer(self):
+        if self.tok is None:
+            raise RuntimeLoadError(f"{type(self).__name__}: the artifact has no tokenizer.json; texts cannot be encoded")
+        return self.tok
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._tokenizer().encode(text).ids
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self._tokenizer().decode(ids, skip_special_tokens=True)

@@ -165,11 +165,6 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         return out
 
     # ------------------------------------------------------------------ encoders
-    def _tokenizer(self):
-        if self.tok is None:
-            raise RuntimeLoadError(f"{self.folder} has no tokenizer.json; texts cannot be encoded")
-        return self.tok
-
     def _encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         ids, mask = encode_batch(self._tokenizer(), texts, self._pad_id())              # (B, T) each
         feed = {INPUT_IDS: ids, ATTENTION_MASK: mask}
@@ -198,12 +193,6 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         return mean_pool(np.asarray(hidden, dtype=np.float32), feed[ATTENTION_MASK])    # (N, C)
 
     # ------------------------------------------------------------------ text and housekeeping
-    def tokenize(self, text: str) -> list[int]:
-        return self._tokenizer().encode(text).ids
-
-    def detokenize(self, ids: list[int]) -> str:
-        return self._tokenizer().decode(ids, skip_special_tokens=True)
-
     def info(self) -> dict:
         return {"format": "onnx", "precision": self.manifest.get("precision", "unknown"),
                 "backend": "onnxruntime", "device": self.placement.device, "setting": self.placement.setting,

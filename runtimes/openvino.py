@@ -169,17 +169,6 @@ class OpenVinoBackend(Backend, format="openvino"):
         return mean_pool(hidden, mask)                                                     # (N, C)
 
     # ------------------------------------------------------------------ text and housekeeping
-    def _tokenizer(self):
-        if self.tok is None:
-            raise RuntimeLoadError(f"{self.folder} has no tokenizer.json; texts cannot be encoded")
-        return self.tok
-
-    def tokenize(self, text: str) -> list[int]:
-        return self._tokenizer().encode(text).ids
-
-    def detokenize(self, ids: list[int]) -> str:
-        return self._tokenizer().decode(ids, skip_special_tokens=True)
-
     def info(self) -> dict:
         return {"format": "openvino", "precision": self.manifest.get("precision", "unknown"),
                 "backend": "openvino", "device": self.placement.device, "setting": self.placement.setting,

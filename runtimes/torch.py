@@ -76,12 +76,6 @@ class TorchBackend(Backend, format="torch"):
         return mean_pool(hidden, mask)
 
     # text -------------------------------------------------------------------------
-    def tokenize(self, text: str) -> list[int]:
-        return self.tok.encode(text).ids
-
-    def detokenize(self, ids: list[int]) -> str:
-        return self.tok.decode(ids, skip_special_tokens=True)
-
     def info(self) -> dict:
         size = sum(p.stat().st_size for p in self.path.glob("*.safetensors"))
         return {"format": "torch", "precision": "fp32", "backend": "torch", "device": self.placement.device,
