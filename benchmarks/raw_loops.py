@@ -203,12 +203,17 @@ CLASSIFIERS = {"onnxruntime": ort_classifier, "openvino": ov_classifier, "llamac
 
 
 # ---------------------------------------------------------------------------------------------- the race
-def race(contenders: dict[str, Callable[[], object]], rounds: int, warmup: int, progress=None) -> dict:
-    """Median seconds of each contender over `rounds`, interleaved (order alternates every round)."""
+def race(contenders: dict[str, Callable[[], object]], rounds: int, warmup: int, budget_s: float = float("inf"),
+         progress=None) -> dict:
+    """Seconds of each contender per round, interleaved (the order alternates every round). Stops early, after
+    at least 3 rounds, once `budget_s` is spent (a contended machine can slow some libraries 100x)."""
     names = list(contenders)
     outputs = {name: fn() for name, fn in contenders.items() for _ in range(max(1, warmup))}
     times: dict[str, list[float]] = {name: [] for name in names}
+    start = time.perf_counter()
     for r in range(rounds):
+        if r >= 3 and time.perf_counter() - start > budget_s:
+            break
         for name in (names if r % 2 == 0 else names[::-1]):
             t = time.perf_counter()
             contenders[name]()
@@ -245,7 +250,7 @@ def main(job_path: str) -> None:
                 p = raw_fn(text)
             return p.tolist()
         contenders = {"wrapper": wrapped, "raw": raw_run}
-    result = race(contenders, int(job["rounds"]), int(job.get("warmup", 1)),
+    result = race(contenders, int(job["rounds"]), int(job.get("warmup", 1)), float(job.get("budget_s", "inf")),
                   progress=lambda: print("round", flush=True, file=sys.stderr))
     ref = result["outputs"]["wrapper"]
     same = {name: (out == ref if job["kind"] == "decoder" else bool(np.allclose(out, ref, atol=1e-4)))

@@ -48,13 +48,14 @@ class Plan:
     threads: int = 2
     prompt_tokens: int = 128        # pp128
     gen_tokens: int = 64            # tg64
-    runs: int = 5                   # decoder runs / classifier throughput batches (after warm-up)
+    runs: int = 3                   # decoder runs / classifier throughput batches (after warm-up)
     latency_runs: int = 50          # classifier batch-1 latency samples
     batch: int = 32                 # classifier throughput batch
     seq: int = 128                  # classifier sequence length in tokens
     overhead_tokens: int = 128      # N greedy tokens per wrapper-vs-raw run
     overhead_rounds: int = 10
     classifier_calls: int = 10      # classify calls per contender per round
+    race_budget_s: float = 45.0     # per wrapper-vs-raw job: stop adding rounds (after 3) past this
     decoder_targets: tuple = DECODER_TARGETS
     classifier_targets: tuple = CLASSIFIER_TARGETS
     quick: bool = False
@@ -228,7 +229,7 @@ def text_of_tokens(folder: Path, texts: list[str], n: int) -> str:
     return " ".join(words)
 
 
-def race(jobs: list[dict], rounds: int) -> list[dict]:
+def race(jobs: list[dict], rounds: int, budget_s: float) -> list[dict]:
     """Run each wrapper-vs-raw job in its own process (benchmarks/raw_loops.py) with a progress bar."""
     from tqdm.auto import tqdm
 
@@ -237,7 +238,7 @@ def race(jobs: list[dict], rounds: int) -> list[dict]:
             tempfile.TemporaryDirectory() as tmp:
         for i, job in enumerate(jobs):
             path = Path(tmp) / f"job{i}.json"
-            path.write_text(json.dumps({**job, "rounds": rounds}))
+            path.write_text(json.dumps({**job, "rounds": rounds, "budget_s": budget_s}))
             proc = subprocess.Popen([sys.executable, str(HERE / "raw_loops.py"), str(path)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
             errors = []
@@ -250,6 +251,7 @@ def race(jobs: list[dict], rounds: int) -> list[dict]:
             if proc.wait() != 0:
                 raise RuntimeError(f"wrapper-vs-raw on {job['path']} failed:\n{''.join(errors)[-2000:]}")
             res = json.loads(out.strip().splitlines()[-1])
+            bar.update(rounds - len(res["times_s"]["wrapper"]))  # rounds skipped past the time budget
             results.append({**{k: job[k] for k in ("backend", "kind", "target", "path")}, **summarize(res)})
     return results
 
@@ -258,7 +260,7 @@ def summarize(res: dict) -> dict:
     """Median ms per call of each contender; wrapper / raw as a ratio of medians and as paired per-round ratios."""
     t = res["times_s"]
     per = res["calls_per_run"]
-    out = {"calls_per_run": per, "same_output": res["same_output"],
+    out = {"calls_per_run": per, "rounds": len(t["wrapper"]), "same_output": res["same_output"],
            "median_ms": {k: round(statistics.median(v) * 1e3 / per, 4) for k, v in t.items()}, "raw": {}}
     for name in t:
         if name == "wrapper":
@@ -405,6 +407,7 @@ def plot(report: dict, out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     dec, clf = report["decoder"], report["classifier"]
     dref = next(r for r in dec["rows"] if r["reference"])
@@ -416,7 +419,7 @@ def plot(report: dict, out: Path) -> Path:
          [(_manifest(r["artifact"])["target"], cref["latency_ms_p50"] / r["latency_ms_p50"])
           for r in clf["rows"] if not r["reference"]]),
         ("wrapper / raw library time", TARGETS["wrapper_ratio"],
-         [(f"{res['backend']} {res['kind'][:3]} ({name.removeprefix('raw ').removeprefix('raw')})".replace(" ()", ""),
+         [(f"{res['backend']} {res['kind']} ({name.removeprefix('raw ').removeprefix('raw')})".replace(" ()", ""),
            r["ratio"]) for res in report["overhead"] for name, r in res["raw"].items()])]
     fig, axes = plt.subplots(1, 3, figsize=(17, 0.45 * max(len(p[2]) for p in panels) + 2.5))
     for ax, (title, goal, bars) in zip(axes, panels):
@@ -425,10 +428,16 @@ def plot(report: dict, out: Path) -> Path:
         ok = [(v >= goal) if speedup else (v <= goal) for v in values]
         ax.barh(names, values, color=["#4caf50" if good else "#d9534f" for good in ok])
         ax.axvline(goal, color="k", ls="--", lw=1)
+        for y, v in enumerate(values):
+            ax.annotate(f"{v:.2f}", (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
         if speedup:
+            ax.axvline(1.0, color="grey", lw=0.8)
             ax.set_xscale("log")
+            ax.set_xlim(min(values + [1.0]) / 2, max(values + [goal]) * 3)
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         else:
-            ax.set_xlim(min(0.9, min(values, default=1) - 0.02), max(1.2, max(values, default=1) + 0.02))
+            ax.set_xlim(min(0.9, min(values, default=1) - 0.02), max(1.2, max(values, default=1) + 0.05))
         ax.set_title(title, fontsize=9)
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
@@ -487,7 +496,7 @@ def main(argv: list[str] | None = None) -> dict:
              "ids": ids, "n": plan.overhead_tokens} for b, tgt in OVERHEAD_DECODERS.items() if tgt in dec_paths]
     jobs += [{"backend": b, "kind": "classifier", "target": tgt, "path": str(clf_paths[tgt]), "threads": plan.threads,
               "text": text, "inner": plan.classifier_calls} for b, tgt in OVERHEAD_CLASSIFIERS.items() if tgt in clf_paths]
-    overhead = race(jobs, plan.overhead_rounds)
+    overhead = race(jobs, plan.overhead_rounds, plan.race_budget_s)
     timing["overhead_s"] = round(time.perf_counter() - t, 1)
     loads["end"] = {"external_cores_busy": external_load(), "waited_s": 0}
 
