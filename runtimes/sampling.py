@@ -33,9 +33,9 @@ class Sampler:
         self.rng = np.random.default_rng(cfg.seed)
 
     def __call__(self, logits: np.ndarray) -> int:
-        logits = np.asarray(logits, dtype=np.float64).reshape(-1)           # (V,)
         if self.cfg.temperature <= 0:
-            return int(logits.argmax())
+            return int(np.argmax(logits))                                   # no copy on the hot path
+        logits = np.asarray(logits, dtype=np.float64).reshape(-1)           # (V,)
         order = np.argsort(-logits, kind="stable")                          # (V,) best first
         scaled = logits[order] / self.cfg.temperature
         if self.cfg.top_k:
