@@ -44,6 +44,10 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+class BenchError(RuntimeError):
+    """An artifact whose measurement failed (the worker's own message says why)."""
+
+
 def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], texts: list[str]) -> dict:
     """Measure one artifact in a fresh process; logits / probabilities come back in an .npz."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +57,7 @@ def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], te
         proc = subprocess.run([sys.executable, "-m", "roots_edge.runtimes.bench_worker", str(job)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"benchmarking {path} failed:\n{proc.stderr[-2000:]}")
+            raise BenchError(f"benchmarking {path} failed:\n{proc.stderr.strip()[-2000:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         arrays = dict(np.load(Path(tmp) / "out.npz"))
     result["_arrays"] = arrays
@@ -136,7 +140,8 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
     bw = machine["memory_bandwidth_gbs"] * 1e9
     for r in rows:
         if kind == "decoder" and r.get("tg_tps"):
-            r["bandwidth_use"] = round(r["size_bytes"] * r["tg_tps"] / bw, 4)
+            # 4 significant digits: a small model can use well under 0.01% of the bandwidth, not 0
+            r["bandwidth_use"] = float(f"{r['size_bytes'] * r['tg_tps'] / bw:.4g}")
     return {"kind": kind, "machine": machine, "config": asdict(cfg), "rows": rows}
 
 

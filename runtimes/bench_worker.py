@@ -18,6 +18,10 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def bench_decoder(model, job: dict, cfg) -> tuple[dict, dict]:
+    need, context = cfg.prompt_tokens + cfg.gen_tokens, model.backend.context_length
+    if need > context:  # past it a model runs on positions it never learned (or the runtime fails midway)
+        raise SystemExit(f"pp{cfg.prompt_tokens} + tg{cfg.gen_tokens} = {need} tokens do not fit the context of "
+                         f"{job['path']} ({context} tokens); lower --prompt-tokens / --gen-tokens")
     arrays = {f"logits{i}": model.logits(ids) for i, ids in enumerate(job["ids"])}
     stream = [t for ids in job["ids"] for t in ids]
     while len(stream) < cfg.prompt_tokens:

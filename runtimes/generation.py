@@ -35,12 +35,13 @@ def generate_ids(backend, ids: list[int], cfg: GenerationConfig) -> Iterator[int
     sampler = Sampler(cfg)
     backend.reset()
     logits = backend.forward(np.asarray(ids, dtype=np.int64))
-    for _ in range(budget):
+    for step in range(budget):
         token = sampler(logits)
         if token in backend.eos_ids and not cfg.ignore_eos:
             return
         yield token
-        logits = backend.forward(np.asarray([token], dtype=np.int64))
+        if step + 1 < budget:  # no model call for logits nobody will read
+            logits = backend.forward(np.asarray([token], dtype=np.int64))
 
 
 def stream_text(backend, prompt: str, cfg: GenerationConfig) -> Iterator[str]:

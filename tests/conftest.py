@@ -133,6 +133,6 @@ def tiny_bert_classifier(tmp_path_factory, minilm_path) -> Path:
     spec = ModelSpec.from_hf_config(base.config.to_dict())
     texts, labels = zip(*SENTIMENT_TRAIN)
     clf, _ = finetune_classifier(base, tok, spec, check_labeled(list(texts), list(labels)),
-                                 FinetuneConfig(epochs=25, lr=1e-3), progress=False)
+                                 FinetuneConfig(epochs=40, lr=2e-3, val_fraction=0.0), progress=False)
     out = tmp_path_factory.mktemp("models") / "tiny-bert-clf"
     return save_folder(clf, tok, out, {"kind": "test-fixture"})

@@ -27,7 +27,7 @@ def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens
     import json
 
     from roots_edge.paths import write_text_atomic
-    from roots_edge.runtimes.bench import BenchConfig, bench as run_bench
+    from roots_edge.runtimes.bench import BenchConfig, BenchError, bench as run_bench
     from roots_edge.runtimes.bench_report import plot as draw, to_csv, to_json, to_markdown
 
     if not artifacts and not reference:
@@ -51,8 +51,11 @@ def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens
             texts = read_corpus([data]).val
     cfg = BenchConfig(prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, runs=runs, warmup=warmup, threads=threads,
                       device=device)
-    result = run_bench([Path(a) for a in artifacts], cfg, None if no_reference else (Path(reference) if reference else None),
-                       texts, truth)
+    try:
+        result = run_bench([Path(a) for a in artifacts], cfg,
+                           None if no_reference else (Path(reference) if reference else None), texts, truth)
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from None
     text = {"md": to_markdown, "csv": to_csv, "json": to_json}[fmt](result)
     click.echo(text)
     if output:
