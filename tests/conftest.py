@@ -136,3 +136,14 @@ def tiny_bert_classifier(tmp_path_factory, minilm_path) -> Path:
                                  FinetuneConfig(epochs=40, lr=2e-3, val_fraction=0.0), progress=False)
     out = tmp_path_factory.mktemp("models") / "tiny-bert-clf"
     return save_folder(clf, tok, out, {"kind": "test-fixture"})
+
+
+@pytest.fixture(scope="session")
+def texts_jsonl(small_corpus, tmp_path_factory) -> Path:
+    """40 held-out docstrings as JSONL: `load_source(model, calibration=texts_jsonl)` verifies on them
+    without gathering the standard library's docstrings again for each model."""
+    import json
+
+    path = tmp_path_factory.mktemp("texts") / "heldout.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in small_corpus.val[:40]))
+    return path

@@ -8,17 +8,10 @@ from click.testing import CliRunner
 from roots_edge.cli import main
 
 
-@pytest.fixture(scope="module")
-def calib(small_corpus, tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli-export") / "calib.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in small_corpus.val[:40]))
-    return path
-
-
-def test_export_two_targets_prints_table_and_writes_manifests(tiny_llama256, calib, tmp_path):
+def test_export_two_targets_prints_table_and_writes_manifests(tiny_llama256, texts_jsonl, tmp_path):
     out = tmp_path / "arts"
     r = CliRunner().invoke(main, ["export", str(tiny_llama256), "-t", "gguf-q8", "-t", "onnx-fp32", "-o", str(out),
-                                  "--calibration", str(calib)])
+                                  "--calibration", str(texts_jsonl)])
     assert r.exit_code == 0, r.output
     assert "gguf-Q8_0" in r.output and "onnx-fp32" in r.output and r.output.count(" ok") >= 2
     m = json.loads((out / "gguf-Q8_0" / "manifest.json").read_text())
@@ -28,9 +21,9 @@ def test_export_two_targets_prints_table_and_writes_manifests(tiny_llama256, cal
     assert r.exit_code == 1 and "already exist" in r.output and "--force" in r.output
 
 
-def test_json_output_is_clean_json(tiny_llama, calib, tmp_path):
+def test_json_output_is_clean_json(tiny_llama, texts_jsonl, tmp_path):
     r = CliRunner().invoke(main, ["export", str(tiny_llama), "-t", "openvino-int8", "-o", str(tmp_path / "ov"),
-                                  "--calibration", str(calib), "--json"])
+                                  "--calibration", str(texts_jsonl), "--json"])
     assert r.exit_code == 0, r.output
     manifests = json.loads(r.stdout)
     assert manifests[0]["precision"] == "int8" and manifests[0]["verification"]["metrics"]["top1"] > 0.9
@@ -55,7 +48,7 @@ def test_empty_calibration_file_is_refused(tiny_llama, tmp_path):
     assert r.exit_code == 1 and "holds no text" in r.output
 
 
-def test_drift_past_the_bound_fails_and_leaves_nothing(tiny_llama, calib, tmp_path, monkeypatch):
+def test_drift_past_the_bound_fails_and_leaves_nothing(tiny_llama, texts_jsonl, tmp_path, monkeypatch):
     from roots_edge.exporters import base
     from roots_edge.exporters.base import Bound, get_target
 
@@ -64,7 +57,7 @@ def test_drift_past_the_bound_fails_and_leaves_nothing(tiny_llama, calib, tmp_pa
     from roots_edge.errors import VerificationError
     from roots_edge.exporters import export, load_source
 
-    src = load_source(tiny_llama, calibration=calib)
+    src = load_source(tiny_llama, calibration=texts_jsonl)
     with pytest.raises(VerificationError, match="drifted past its bound.*--allow-drift"):
         export(src, strict, tmp_path / "strict")
     assert not any(tmp_path.iterdir())

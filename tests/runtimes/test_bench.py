@@ -28,19 +28,12 @@ def _bench(args: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def texts_file(small_corpus, tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench-texts") / "texts.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in small_corpus.val[:40]))
-    return path
-
-
-@pytest.fixture(scope="module")
-def artifacts(tiny_llama, tiny_bert_classifier, texts_file, tmp_path_factory):
+def artifacts(tiny_llama, tiny_bert_classifier, texts_jsonl, tmp_path_factory):
     root = tmp_path_factory.mktemp("bench-artifacts")
-    dec = load_source(tiny_llama, calibration=texts_file)
+    dec = load_source(tiny_llama, calibration=texts_jsonl)
     for target in ("gguf-f32", "onnx-fp32"):
         export(dec, target, root / target, log=lambda *_: None)
-    export(load_source(tiny_bert_classifier, calibration=texts_file), "onnx-fp32", root / "clf-onnx-fp32",
+    export(load_source(tiny_bert_classifier, calibration=texts_jsonl), "onnx-fp32", root / "clf-onnx-fp32",
            log=lambda *_: None)
     return root
 

@@ -10,12 +10,10 @@ from roots_edge.runtimes import load
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_llama, tiny_bert_classifier, small_corpus, tmp_path_factory):
+def artifacts(tiny_llama, tiny_bert_classifier, texts_jsonl, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-rt")
-    calib = root / "calib.jsonl"
-    calib.write_text("".join(json.dumps({"text": t}) + "\n" for t in small_corpus.val[:30]))
-    export(load_source(tiny_llama, calibration=calib), "gguf-f32", root / "dec")
-    export(load_source(tiny_bert_classifier, calibration=calib), "onnx-fp32", root / "clf")
+    export(load_source(tiny_llama, calibration=texts_jsonl), "gguf-f32", root / "dec")
+    export(load_source(tiny_bert_classifier, calibration=texts_jsonl), "onnx-fp32", root / "clf")
     return root / "dec", root / "clf"
 
 

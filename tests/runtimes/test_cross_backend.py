@@ -21,15 +21,8 @@ PROMPTS = ("Return the", "Raise ValueError if", "The default")
 
 
 @pytest.fixture(scope="module")
-def texts_file(small_corpus, tmp_path_factory):
-    path = tmp_path_factory.mktemp("xb-texts") / "texts.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in small_corpus.val[:40]))
-    return path
-
-
-@pytest.fixture(scope="module")
-def decoders(tiny_llama, texts_file, tmp_path_factory):
-    src = load_source(tiny_llama, calibration=texts_file)
+def decoders(tiny_llama, texts_jsonl, tmp_path_factory):
+    src = load_source(tiny_llama, calibration=texts_jsonl)
     root = tmp_path_factory.mktemp("xb-dec")
     paths = {"torch": tiny_llama}
     for t in F32:
@@ -39,8 +32,8 @@ def decoders(tiny_llama, texts_file, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def classifiers(tiny_bert_classifier, texts_file, tmp_path_factory):
-    src = load_source(tiny_bert_classifier, calibration=texts_file)
+def classifiers(tiny_bert_classifier, texts_jsonl, tmp_path_factory):
+    src = load_source(tiny_bert_classifier, calibration=texts_jsonl)
     root = tmp_path_factory.mktemp("xb-clf")
     paths = {"torch": tiny_bert_classifier}
     for t in F32:
