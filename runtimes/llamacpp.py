@@ -216,7 +216,22 @@ class LlamaCppBackend(Backend, format="gguf"):
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         """Feed `ids` after what the cache holds; (V,) logits of the last one."""
-        return self._decode([int(i) for i in np.asarray(ids).reshape(-1)], all_logits=False)
+        flat = np.asarray(ids).reshape(-1)
+        if flat.size == 1 and not self.encoder and self.n_past < self.n_ctx:
+            return self._step(int(flat[0]))
+        return self._decode([int(i) for i in flat], all_logits=False)
+
+    def _step(self, token: int) -> np.ndarray:
+        """The decode loop's hot path: one token in, one row of logits out, nothing else per call."""
+        import llama_cpp
+
+        b = self._batch
+        b.token[0], b.pos[0], b.n_seq_id[0], b.seq_id[0][0], b.logits[0] = token, self.n_past, 1, 0, True
+        b.n_tokens = 1
+        if llama_cpp.llama_decode(self.llm.ctx, b) != 0:
+            raise RuntimeError(f"llama_decode failed at position {self.n_past}")
+        self.n_past += 1
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,)).copy()
 
     # ------------------------------------------------------------------ text
     def tokenize(self, text: str) -> list[int]:
