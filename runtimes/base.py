@@ -110,6 +110,18 @@ class Backend:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} cannot embed")
 
+    def greedy(self, input_ids, max_new_tokens: int, *, stop_at_eos: bool = True) -> list[int]:
+        """Greedy continuation through the shared decode loop; the EOS is kept when it is produced."""
+        from .generation import generate_ids
+        from .sampling import GenerationConfig
+
+        ids = [int(i) for i in np.asarray(input_ids).reshape(-1)]
+        out = list(generate_ids(self, ids, GenerationConfig(max_new_tokens, ignore_eos=True)))
+        if stop_at_eos:
+            cut = next((i for i, t in enumerate(out) if t in self.eos_ids), None)
+            out = out if cut is None else out[:cut + 1]
+        return out
+
     # text: backends that ship a tokenizer.json share these; llama.cpp uses the one inside the GGUF
     tok = None
 

@@ -3,7 +3,7 @@
     backend = OnnxRuntimeBackend("out/onnx-int8")   # the artifact folder or its .onnx file
     backend.logits(ids)          # (1, T) -> (T, V), a full prefill from an empty cache
     backend.reset(); backend.forward(ids)   # decode loop: (V,) logits of the last position, KV cache kept
-    backend.greedy(ids, 40)      # new token ids, the KV cache fed back between steps
+    backend.greedy(ids, 40)      # new token ids through the shared decode loop (runtimes/generation.py)
     backend.classify_logits(["a great film"])   # encoders with a classifier head
     backend.embed(["some text"])                # encoders without one: mean-pooled, normalised
 
@@ -148,21 +148,6 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         ids = np.asarray(input_ids, dtype=np.int64).reshape(1, -1)                  # (1, T)
         self._require_decoder()
         return self.decode_step(ids, self.empty_cache())[0]                         # (T, V)
-
-    def greedy(self, input_ids, max_new_tokens: int, *, stop_at_eos: bool = True) -> list[int]:
-        """Greedy continuation of `input_ids`: the new token ids, the EOS included when it is produced."""
-        self._require_decoder()
-        ids = np.asarray(input_ids, dtype=np.int64).reshape(1, -1)                  # (1, T)
-        eos = self.eos_ids if stop_at_eos else set()
-        cache, out = self.empty_cache(), []
-        for _ in range(max(0, min(max_new_tokens, self.context_length - ids.shape[1]))):
-            logits, cache = self.decode_step(ids, cache)
-            token = int(logits[-1].argmax())
-            out.append(token)
-            if token in eos:
-                break
-            ids = np.array([[token]], dtype=np.int64)                               # (1, 1)
-        return out
 
     # ------------------------------------------------------------------ encoders
     def _encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@
 
     backend = OpenVinoBackend("out/openvino-int4")
     backend.logits(ids)          # (1, T) -> (T, V), a full prefill from an empty state
-    backend.greedy(ids, 40)      # new token ids, the KV cache kept in the model's state between steps
+    backend.greedy(ids, 40)      # new token ids through the shared decode loop (runtimes/generation.py)
     backend.reset(); backend.forward(ids)   # the shared decode loop's primitives (runtimes.generation)
 
 Compiled with f32 inference and an f32 KV cache: the CPU defaults (bf16 compute, u8 cache) drift from
@@ -124,20 +124,6 @@ class OpenVinoBackend(Backend, format="openvino"):
     def logits(self, input_ids) -> np.ndarray:
         self.reset()
         return np.array(self._step(np.asarray(input_ids, dtype=np.int64).reshape(1, -1)), dtype=np.float32)
-
-    def greedy(self, input_ids, max_new_tokens: int, *, stop_at_eos: bool = True) -> list[int]:
-        """Greedy continuation of `input_ids`: the new token ids, the EOS included when it is produced."""
-        ids = np.asarray(input_ids, dtype=np.int64).reshape(1, -1)                      # (1, T)
-        eos = self.eos_ids if stop_at_eos else set()
-        self.reset()
-        out: list[int] = []
-        for _ in range(max(0, min(max_new_tokens, self.context_length - ids.shape[1]))):
-            token = int(self._step(ids)[-1].argmax())
-            out.append(token)
-            if token in eos:
-                break
-            ids = np.array([[token]], dtype=np.int64)                                     # (1, 1)
-        return out
 
     # ------------------------------------------------------------------ encoders
     def _encoder_outputs(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
