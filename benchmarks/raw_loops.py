@@ -30,11 +30,10 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _tokenizer(folder: Path):
-    from tokenizers import Tokenizer
+    from roots_edge.runtimes.base import ENCODER_MAX_TOKENS, load_tokenizer
 
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(256)  # the wrapper's ENCODER_MAX_TOKENS
+    tok = load_tokenizer(folder)
+    tok.enable_truncation(ENCODER_MAX_TOKENS)  # as the wrapper encodes
     return tok
 
 
@@ -179,12 +178,14 @@ def llama_decoder(path: Path, threads: int) -> dict[str, Callable[[list[int], in
 def llama_classifier(path: Path, threads: int) -> Callable[[str], np.ndarray]:
     import llama_cpp
 
+    from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
+
     llm = _llama(path, threads, embedding=True)
     n_cls = llama_cpp.llama_model_n_cls_out(llm.model)
     batch = llama_cpp.llama_batch_init(llm.n_batch, 0, 1)
 
     def run(text: str) -> np.ndarray:
-        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)[:256]
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)[:ENCODER_MAX_TOKENS]
         for j, tok in enumerate(ids):
             batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.seq_id[j][0], batch.logits[j] = tok, j, 1, 0, True
         batch.n_tokens = len(ids)

@@ -169,11 +169,10 @@ def classifier_model() -> Path:
 # ---------------------------------------------------------------------------------------------- 2. measuring
 def prompt_ids(folder: Path, n: int) -> list[int]:
     """`n` token ids of the default model's held-out docstrings (a realistic prompt)."""
-    from tokenizers import Tokenizer
-
     from roots_edge.data import stdlib_docstrings
+    from roots_edge.runtimes.base import load_tokenizer
 
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok = load_tokenizer(folder)
     ids: list[int] = []
     for text in stdlib_docstrings().val:
         ids += tok.encode(text).ids
@@ -232,17 +231,6 @@ def measure(paths: dict[str, Path], reference: Path, plan: Plan, texts=None, tru
 
 
 # ---------------------------------------------------------------------------------------------- 3. wrapper vs raw
-def text_of_tokens(folder: Path, texts: list[str], n: int) -> str:
-    """Whole words of `texts` making at most `n` tokens ([CLS] and [SEP] included), as the harness builds it."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    words = " ".join(texts).split()[:n]
-    while len(tok.encode(" ".join(words)).ids) > n and len(words) > 1:
-        words.pop()
-    return " ".join(words)
-
-
 def race(jobs: list[dict], rounds: int, budget_s: float) -> list[dict]:
     """Run each wrapper-vs-raw job in its own process (benchmarks/raw_loops.py) with a progress bar."""
     from tqdm.auto import tqdm
@@ -334,7 +322,11 @@ def main(argv: list[str] | None = None) -> dict:
     t = time.perf_counter()
     loads["overhead"] = wait_quiet(args.wait_quiet)
     ids = prompt_ids(decoder_folder, 32)
-    text = text_of_tokens(clf_folder, texts, plan.seq)
+    from roots_edge.runtimes.base import load_tokenizer
+    from roots_edge.runtimes.bench_worker import text_of_tokens
+
+    clf_tok = load_tokenizer(clf_folder)
+    text = text_of_tokens(lambda s: clf_tok.encode(s).ids, texts, plan.seq)
     jobs = [{"backend": b, "kind": "decoder", "target": tgt, "path": str(dec_paths[tgt]), "threads": plan.threads,
              "ids": ids, "n": plan.overhead_tokens}
             for b, tgt in OVERHEAD_DECODERS.items() if tgt in dec_paths]

@@ -21,6 +21,10 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
                                                                                  for r in rows])
 
 
+def _reference(result: dict) -> dict:
+    return next(r for r in result["rows"] if r["reference"])
+
+
 def decoder_table(dec: dict, generate: dict | None, plan: dict) -> str:
     pp, tg = f"pp{plan['prompt_tokens']}", f"tg{plan['gen_tokens']}"
     ref = next(r for r in dec["rows"] if r["reference"])
@@ -98,7 +102,7 @@ def targets(dec: dict, clf: dict, overhead: list[dict]) -> list[dict]:
     cref, crows = rows(clf)
     for t in ("onnx-int8", "openvino-int8"):
         r = crows.get(t)
-        add(f"classifier {t} p50 vs PyTorch eager fp32 (batch 1, seq 128)",
+        add(f"classifier {t} p50 vs PyTorch eager fp32 (batch 1, seq {cref['seq_tokens']})",
             cref["latency_ms_p50"] / r["latency_ms_p50"] if r else None, TARGETS["classifier_int8_speedup"], True)
     dref, drows = rows(dec)
     r = drows.get("gguf-Q4_K_M")
@@ -128,7 +132,8 @@ def markdown(report: dict) -> str:
              "baseline = the transformers model in fp32 driven by a KV-cached greedy loop (one `model(...)` call per "
              "token with a `DynamicCache`, as `roots_edge.runtimes.torch` does), measured by the same harness as "
              "every artifact (`roots-edge bench`: one subprocess each).", "",
-             f"## Decoder: the default model (Llama, 2.6M parameters), "
+             f"## Decoder: the default model (Llama, {_reference(report['decoder'])['size_bytes'] / 4e6:.1f}M "
+             "parameters: its fp32 weights / 4 bytes), "
              f"pp{plan['prompt_tokens']} / tg{plan['gen_tokens']}",
              "", decoder_table(report["decoder"], report.get("pytorch_generate"), plan), "",
              "## Classifier: all-MiniLM-L6-v2 finetuned on the suite's sentiment sentences", "",

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -53,8 +52,7 @@ def load_source(model, *, calibration: Path | None = None) -> Source:
     if calibration is not None:
         from roots_edge.data import read_corpus
 
-        texts = read_corpus([calibration])
-        heldout = texts.train + texts.val
+        heldout = read_corpus([calibration]).documents
     else:
         heldout = heldout_texts(lm.path, read_record(lm.path))
     return Source(folder=lm.path, spec=lm.spec, model=lm.model, tokenizer=lm.tokenizer,
@@ -116,7 +114,7 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
             "bits_per_weight": bits_per_weight(weight_bytes, source.model),
             "export_seconds": round(seconds, 2),
             "verification": result,
-            "versions": {"python": platform.python_version(), **exporter.versions()},
+            "versions": exporter.versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extras,
         }

@@ -51,6 +51,7 @@ class GgufExporter(Exporter, format="gguf"):
         *(Target.make("gguf", name, BOTH if name == "Q8_0" else DECODERS, bounds, ALIASES.get(name, ()))
           for name, bounds in QUANT_TYPES.items()),
     )
+    packages = ("gguf", "llama_cpp_python")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         from .gguf_quant import check_rows, quant_type, quantize, row_lengths, tensor_report
@@ -69,13 +70,3 @@ class GgufExporter(Exporter, format="gguf"):
             finally:
                 tmp.unlink(missing_ok=True)
         return {"gguf_file": path.name, **tensor_report(path, qt), "weight_bytes": path.stat().st_size}
-
-    def open(self, out: Path, source: Source, options: ExportOptions):
-        from roots_edge.runtimes.llamacpp import LlamaCppBackend
-
-        return LlamaCppBackend(out, threads=options.threads)
-
-    def versions(self) -> dict:
-        from importlib.metadata import version
-
-        return {"gguf": version("gguf"), "llama_cpp": version("llama_cpp_python")}

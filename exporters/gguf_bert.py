@@ -92,13 +92,8 @@ def write_bert(source: Source, path: Path, ftype: FloatType) -> GgufFile:
     classifier = spec.task == "classification"
     state = source.model.state_dict()
     f = GgufFile(path, gguf.MODEL_ARCH.BERT, ftype)
+    f.add_shape(spec, source.folder.name)
     w = f.writer
-    w.add_name(source.folder.name)
-    w.add_context_length(spec.context_length)
-    w.add_embedding_length(spec.hidden_size)
-    w.add_feed_forward_length(spec.intermediate_size)
-    w.add_block_count(spec.num_layers)
-    w.add_head_count(spec.num_heads)
     w.add_layer_norm_eps(spec.norm_eps)
     w.add_causal_attention(False)
     w.add_pooling_type(gguf.PoolingType.RANK if classifier else gguf.PoolingType.MEAN)

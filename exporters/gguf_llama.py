@@ -45,14 +45,9 @@ def merges(tok: dict) -> list[str]:
 
 
 def add_hparams(f: GgufFile, spec, name: str) -> None:
+    f.add_shape(spec, name)
     w = f.writer
-    w.add_name(name)
     w.add_vocab_size(spec.vocab_size)
-    w.add_context_length(spec.context_length)
-    w.add_embedding_length(spec.hidden_size)
-    w.add_block_count(spec.num_layers)
-    w.add_feed_forward_length(spec.intermediate_size)
-    w.add_head_count(spec.num_heads)
     w.add_head_count_kv(spec.num_kv_heads)
     w.add_layer_norm_rms_eps(spec.norm_eps)
     w.add_rope_freq_base(spec.rope_theta)

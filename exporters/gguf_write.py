@@ -82,6 +82,16 @@ class GgufFile:
         self.writer = GGUFWriter(str(path), MODEL_ARCH_NAMES[arch])
         self.writer.add_file_type(ftype.file_type)
 
+    def add_shape(self, spec, name: str) -> None:
+        """The hyperparameters every architecture writes the same way (name, context, widths, heads)."""
+        w = self.writer
+        w.add_name(name)
+        w.add_context_length(spec.context_length)
+        w.add_embedding_length(spec.hidden_size)
+        w.add_feed_forward_length(spec.intermediate_size)
+        w.add_block_count(spec.num_layers)
+        w.add_head_count(spec.num_heads)
+
     def add(self, name: str, array: np.ndarray) -> None:
         """Store one tensor (numpy, PyTorch layout (out, in)) under the storage rule."""
         from gguf import GGMLQuantizationType, quants

@@ -7,16 +7,14 @@ once in float32 (`onnx_decoder`, `onnx_encoder`); each precision is a pass over 
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 from roots_edge.errors import TargetError
 
-from .base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target
+from .base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target, copy_support_files
 
 BOTH, DECODERS = ("llama", "bert"), ("llama",)
-SUPPORT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
 OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18, 21, 22 and 23 verified here
 
 
@@ -27,6 +25,7 @@ class OnnxExporter(Exporter, format="onnx"):
         Target.make("onnx", "int8", BOTH, INT8),
         Target.make("onnx", "int4", DECODERS, INT4),
     )
+    packages = ("torch", "onnx", "onnxruntime", "onnxruntime_genai")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         import onnx
@@ -94,22 +93,6 @@ class OnnxExporter(Exporter, format="onnx"):
             return passes.int4_blocks(model, options.group_size, options.opset)
         raise TargetError(f"the ONNX exporter has no precision {precision!r}")
 
-    def open(self, out: Path, source: Source, options: ExportOptions):
-        from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(out, device="cpu", threads=options.threads)
-
-    def versions(self) -> dict:
-        from importlib.metadata import PackageNotFoundError, version
-
-        out = {}
-        for name in ("torch", "onnx", "onnxruntime", "onnxruntime-genai"):
-            try:
-                out[name] = version(name)
-            except PackageNotFoundError:
-                pass
-        return out
-
 
 def check_options(target: Target, options: ExportOptions) -> None:
     """Refuse options the export would fail on, before any tracing."""
@@ -120,15 +103,6 @@ def check_options(target: Target, options: ExportOptions) -> None:
     if target.precision == "int4" and (size < 16 or size & (size - 1)):
         raise TargetError(f"onnx-int4 needs a power-of-two group size of at least 16 (MatMulNBits blocks); "
                           f"got {size}. Try 32, 64 or 128.")
-
-
-def copy_support_files(source: Source, out: Path) -> None:
-    """The model's config and tokenizer next to the graph: the folder runs without the source model."""
-    for name in SUPPORT_FILES:
-        if (Path(source.folder) / name).is_file():
-            shutil.copyfile(Path(source.folder) / name, out / name)
-    if not (out / "tokenizer.json").is_file():  # a folder with only vocab.txt: write the fast tokenizer's form
-        source.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
 
 
 def graph_io(values) -> list[dict]:

@@ -12,15 +12,12 @@ so that `openvino_genai.LLMPipeline(folder, "CPU")` generates from a decoder fol
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from .base import FLOAT32, HALF, INT4, INT8, Exporter, ExportOptions, Source, Target
+from .base import FLOAT32, HALF, INT4, INT8, Exporter, ExportOptions, Source, Target, copy_support_files
 
 BOTH = ("llama", "bert")
 MODEL_XML = "openvino_model.xml"
-COPIED = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json",
-          "generation_config.json")
 
 
 class OpenVinoExporter(Exporter, format="openvino"):
@@ -30,6 +27,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
         Target.make("openvino", "int8", BOTH, INT8),
         Target.make("openvino", "int4", BOTH, INT4),
     )
+    packages = ("openvino", "nncf", "openvino_tokenizers", "openvino_genai")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         import openvino as ov
@@ -45,9 +43,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
         ov.save_model(ov_model, str(out / MODEL_XML), compress_to_fp16=to_fp16)
         compression["float_weights"] = "f16" if to_fp16 else "f32"
         tokenizer_files = write_tokenizers(source.tokenizer, out, decoder=spec.is_decoder)
-        for name in COPIED:
-            if (source.folder / name).is_file():
-                shutil.copy2(source.folder / name, out / name)
+        copy_support_files(source, out)
         saved = ov.Core().read_model(str(out / MODEL_XML))
         return {
             "inputs": {p.get_any_name(): str(p.get_partial_shape()) for p in saved.inputs},
@@ -66,9 +62,11 @@ class OpenVinoExporter(Exporter, format="openvino"):
         from .openvino_compress import SUBSET
 
         texts = options.calibration[:SUBSET]
-        if source.spec.task == "causal-lm":
-            return converted(source), openvino_decoder.calibration_items(source.tokenizer, texts)
-        return converted(source), openvino_encoder.calibration_items(source.tokenizer, source.spec, texts)
+        if source.spec.is_decoder:
+            items = openvino_decoder.calibration_items(source.tokenizer, texts)
+        else:
+            items = openvino_encoder.calibration_items(source.tokenizer, source.spec, texts)
+        return converted(source), items
 
     @staticmethod
     def _compress(ov_model, target: Target, spec, options: ExportOptions, items: list[dict]):
@@ -79,26 +77,6 @@ class OpenVinoExporter(Exporter, format="openvino"):
         if target.precision == "int8":
             return oc.compress_int8_weights(ov_model) if spec.is_decoder else oc.quantize_int8(ov_model, items)
         return oc.compress_int4(ov_model, spec, options, items)
-
-    def open(self, out: Path, source: Source, options: ExportOptions):
-        from roots_edge.runtimes.openvino import OpenVinoBackend
-
-        return OpenVinoBackend(out, device="cpu", threads=options.threads)  # parity is measured on CPU
-
-    def versions(self) -> dict:
-        import nncf
-        import openvino
-        import openvino_tokenizers
-
-        out = {"openvino": openvino.__version__, "nncf": nncf.__version__,
-               "openvino_tokenizers": openvino_tokenizers.__version__}
-        try:
-            import openvino_genai
-
-            out["openvino_genai"] = openvino_genai.__version__
-        except ImportError:
-            pass
-        return out
 
 
 def write_tokenizers(hf_tokenizer, out: Path, *, decoder: bool) -> dict:
@@ -123,21 +101,20 @@ def write_tokenizers(hf_tokenizer, out: Path, *, decoder: bool) -> dict:
     return {"files": names}
 
 
-_LAST: list = []  # one (weakref to the torch model, sha256, ov.Model): several targets convert once
-
-
 def converted(source: Source):
-    """A fresh copy of the source's float32 `ov.Model` (NNCF edits the model it is given)."""
+    """A fresh copy of the source's float32 `ov.Model`, converted once per source (NNCF edits the model
+    it is given, so every target gets its own clone)."""
+    return source.cached("openvino-fp32", lambda: _convert_torch(source)).clone()
+
+
+def _convert_torch(source: Source):
     import warnings
-    import weakref
 
     import torch
 
-    if _LAST and _LAST[0]() is source.model and _LAST[1] == source.sha256:
-        return _LAST[2].clone()
     with warnings.catch_warnings():  # the tracer's shape-branch warnings hold for every input we feed
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        if source.spec.task == "causal-lm":
+        if source.spec.is_decoder:
             from .openvino_decoder import convert_decoder
 
             ov_model = convert_decoder(source.model, source.spec)
@@ -145,5 +122,4 @@ def converted(source: Source):
             from .openvino_encoder import convert_encoder
 
             ov_model = convert_encoder(source.model, source.spec)
-    _LAST[:] = [weakref.ref(source.model), source.sha256, ov_model]
-    return ov_model.clone()
+    return ov_model

@@ -11,16 +11,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from roots_edge.errors import VerificationError
+from roots_edge.runtimes.base import log_softmax
 
 from .base import Bound, Source, Target
 
 MAX_VERIFY_TOKENS = 96  # per text; enough positions to see drift, cheap on every backend
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 @dataclass
@@ -33,7 +28,6 @@ class Parity:
     agreement: float | None = None
     max_prob_diff: float | None = None
     min_cosine: float | None = None
-    accuracy_delta: float | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -51,49 +45,53 @@ class Parity:
             out.append(f"prediction agreement {self.agreement:.4f} < {bound.agreement:g}")
         if bound.cosine is not None and self.min_cosine is not None and self.min_cosine < bound.cosine:
             out.append(f"smallest embedding cosine {self.min_cosine:.4f} < {bound.cosine:g}")
-        if bound.accuracy_delta is not None and self.accuracy_delta is not None \
-                and self.accuracy_delta > bound.accuracy_delta:
-            out.append(f"accuracy drop {self.accuracy_delta:.4f} > {bound.accuracy_delta:g}")
         return out
 
 
 def decoder_parity(source: Source, runtime, texts: list[str]) -> Parity:
-    import torch
-
     diffs, kls, agree, n = [], [], 0, 0
-    for text in texts:
-        ids = source.tokenizer(text, truncation=True, max_length=min(MAX_VERIFY_TOKENS, source.spec.context_length),
-                               return_tensors="np")["input_ids"].astype(np.int64)         # (1, T)
-        with torch.no_grad():
-            ref = source.model(input_ids=torch.from_numpy(ids)).logits[0].float().numpy()  # (T, V)
+    for ids, ref in _decoder_reference(source, texts):                                     # (1, T), (T, V)
         art = np.asarray(runtime.logits(ids), dtype=np.float32).reshape(ref.shape)           # (T, V)
         diffs.append(float(np.abs(ref - art).max()))
-        lp, lq = _log_softmax(ref), _log_softmax(art)
+        lp, lq = log_softmax(ref), log_softmax(art)
         kls.append((np.exp(lp) * (lp - lq)).sum(-1))
         agree += int((ref.argmax(-1) == art.argmax(-1)).sum())
         n += ref.shape[0]
     return Parity("decoder", n, max_logit_diff=max(diffs), kl=float(np.concatenate(kls).mean()), top1=agree / n)
 
 
-def classifier_parity(source: Source, runtime, texts: list[str], labels: list[str] | None = None) -> Parity:
+def _decoder_reference(source: Source, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, PyTorch logits) per text, computed once per source however many targets it is exported to."""
+    import torch
+
+    def run():
+        out = []
+        for text in texts:
+            ids = source.tokenizer(text, truncation=True, return_tensors="np",
+                                   max_length=min(MAX_VERIFY_TOKENS, source.spec.context_length))["input_ids"]
+            ids = ids.astype(np.int64)                                                       # (1, T)
+            with torch.no_grad():
+                out.append((ids, source.model(input_ids=torch.from_numpy(ids)).logits[0].float().numpy()))
+        return out
+
+    return source.cached(("decoder-reference", tuple(texts)), run)
+
+
+def classifier_parity(source: Source, runtime, texts: list[str]) -> Parity:
     from roots_edge.classify import predict_proba
 
-    ref = predict_proba(source.model, source.tokenizer, texts)                  # (N, C)
-    logits = np.asarray(runtime.classify_logits(texts), dtype=np.float64)       # (N, C)
-    art = np.exp(_log_softmax(logits))
-    agreement = float((ref.argmax(-1) == art.argmax(-1)).mean())
-    parity = Parity("classifier", len(texts), agreement=agreement, max_prob_diff=float(np.abs(ref - art).max()))
-    if labels is not None:
-        names = source.spec.labels
-        truth = np.array([names.index(lab) for lab in labels])
-        parity.accuracy_delta = float((ref.argmax(-1) == truth).mean() - (art.argmax(-1) == truth).mean())
-    return parity
+    ref = source.cached(("classifier-reference", tuple(texts)),
+                        lambda: predict_proba(source.model, source.tokenizer, texts))      # (N, C)
+    art = np.exp(log_softmax(runtime.classify_logits(texts)))                              # (N, C)
+    return Parity("classifier", len(texts), agreement=float((ref.argmax(-1) == art.argmax(-1)).mean()),
+                  max_prob_diff=float(np.abs(ref - art).max()))
 
 
 def embedding_parity(source: Source, runtime, texts: list[str]) -> Parity:
     from roots_edge.model import LanguageModel
 
-    ref = LanguageModel(source.model, source.tokenizer, source.spec).embed(texts)   # (N, C), normalised
+    ref = source.cached(("embedding-reference", tuple(texts)),                              # (N, C), normalised
+                        lambda: LanguageModel(source.model, source.tokenizer, source.spec).embed(texts))
     art = np.asarray(runtime.embed(texts), dtype=np.float64)
     art = art / np.linalg.norm(art, axis=-1, keepdims=True)
     return Parity("embedding", len(texts), min_cosine=float((ref * art).sum(-1).min()))

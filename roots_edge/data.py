@@ -26,6 +26,17 @@ class Corpus:
     sha256: str
     extra: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_documents(cls, docs: Sequence[str], source: str, **extra) -> "Corpus":
+        """Split `docs` by content hash (stable across runs and orderings) and fingerprint them."""
+        train, val = _hash_split(docs)
+        return cls(train, val, source=source, sha256=_digest(docs), extra=extra)
+
+    @property
+    def documents(self) -> list[str]:
+        """Every document, train then validation (for text that is evaluated or finetuned on whole)."""
+        return self.train + self.val
+
     @property
     def n_chars(self) -> int:
         return sum(map(len, self.train)) + sum(map(len, self.val))
@@ -60,10 +71,8 @@ def stdlib_docstrings() -> Corpus:
     docs = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines() if line]
     if not docs:
         raise DataError("the standard library yielded no docstrings; pass your own corpus with --data")
-    train, val = _hash_split(docs)
     version = ".".join(map(str, sys.version_info[:3]))
-    return Corpus(train, val, source=f"stdlib-docstrings (Python {version})", sha256=_digest(docs),
-                  extra={"python": version, "documents": len(docs)})
+    return Corpus.from_documents(docs, f"stdlib-docstrings (Python {version})", python=version, documents=len(docs))
 
 
 def _read_docs(path: Path) -> list[str]:
@@ -106,9 +115,7 @@ def read_corpus(paths: Sequence[str | Path]) -> Corpus:
     if not docs:
         raise DataError(f"the corpus {', '.join(map(str, paths))} holds no text; "
                         "give a .txt file, JSONL rows with 'text' or a CSV with a 'text' column")
-    train, val = _hash_split(docs)
-    return Corpus(train, val, source=", ".join(map(str, paths)), sha256=_digest(docs),
-                  extra={"documents": len(docs)})
+    return Corpus.from_documents(docs, ", ".join(map(str, paths)), documents=len(docs))
 
 
 # ---------------------------------------------------------------------------- labeled data

@@ -74,7 +74,7 @@ class LanguageModel:
                      seed: int = 0) -> dict:
         import math
 
-        from .data import Corpus, _digest, _hash_split
+        from .data import Corpus
         from .recipes import TrainConfig
         from .train import TokenStream, stream_nll, train_lm
 
@@ -84,8 +84,7 @@ class LanguageModel:
         texts = [t for t in texts if isinstance(t, str) and t.strip()]
         if not texts:
             raise DataError("no text to finetune on")
-        train, val = _hash_split(texts)
-        corpus = Corpus(train, val, "finetune", _digest(texts))
+        corpus = Corpus.from_documents(texts, "finetune")
         streams = TokenStream.encode(self.tokenizer.backend_tokenizer, corpus)
         seq = seq_len or min(self.spec.context_length, 256)
         seq = min(seq, len(streams.train) - 2)

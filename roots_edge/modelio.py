@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
 from pathlib import Path
 
@@ -131,13 +130,9 @@ def folder_hash(folder: Path) -> str:
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "tokenizers"):
-        try:
-            out[name] = __import__(name).__version__
-        except Exception:
-            pass
-    return out
+    from .runtimes.machine import versions as installed
+
+    return installed(("torch", "transformers", "tokenizers"))
 
 
 def load_torch(folder: Path, spec: ModelSpec | None = None):

@@ -6,10 +6,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .base import Backend, RuntimeLoadError
+from .base import GGUF_MAGIC, Backend, RuntimeLoadError
 
 BACKEND_MODULES = {"gguf": "llamacpp", "onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
-GGUF_MAGIC = b"GGUF"
 
 
 def detect_format(path: str | Path) -> str:

@@ -11,7 +11,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-ENCODER_MAX_TOKENS = 256  # truncation for classification / embedding inputs, the same on every backend
+ENCODER_MAX_TOKENS = 256
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (gguf.GGUF_MAGIC as it lies on disk)  # truncation for classification / embedding inputs, the same on every backend
 
 
 class RuntimeLoadError(Exception):
@@ -45,6 +46,13 @@ def encode_batch(tokenizer, texts: Sequence[str], pad_id: int, max_length: int =
         input_ids[row, :len(seq)] = seq
         mask[row, :len(seq)] = 1
     return input_ids, mask
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis, in float64 (KL divergences of near-equal logits need it)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

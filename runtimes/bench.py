@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .base import log_softmax
+
 
 @dataclass
 class BenchConfig:
@@ -37,11 +39,6 @@ def weight_bytes(path: Path) -> int:
     files = [p] if p.is_file() else [*p.glob("*.gguf"), *p.glob("*.onnx"), *p.glob("*.onnx_data"),
                                      *p.glob("openvino_model.bin"), *p.glob("*.safetensors")]
     return sum(f.stat().st_size for f in files)
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64) - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 class BenchError(RuntimeError):
@@ -67,11 +64,11 @@ def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], te
 def decoder_quality(logits: list[np.ndarray], ref: list[np.ndarray] | None, ids: list[list[int]]) -> dict:
     nll, kl, agree, n = 0.0, 0.0, 0, 0
     for i, lg in enumerate(logits):
-        lq = _log_softmax(lg[:-1])                           # (T-1, V) predicts ids[1:]
+        lq = log_softmax(lg[:-1])                           # (T-1, V) predicts ids[1:]
         nll -= lq[np.arange(len(lq)), ids[i][1:]].sum()
         n += len(lq)
         if ref is not None:
-            lp = _log_softmax(ref[i][:-1])
+            lp = log_softmax(ref[i][:-1])
             kl += (np.exp(lp) * (lp - lq)).sum()
             agree += int((lp.argmax(-1) == lq.argmax(-1)).sum())
     out = {"perplexity": float(np.exp(nll / n)), "quality_tokens": n}

@@ -77,16 +77,21 @@ def plot(result: dict, out: Path) -> Path:
     names = [_name(r) for r in rows]
     if result["kind"] == "decoder":
         speed, speed_label = [r["tg_tps"] for r in rows], f"generation tg{result['config']['gen_tokens']} (tokens/s)"
-        quality, quality_label = [r.get("top1", 1.0) for r in rows], "top-1 agreement with the reference"
+        key, quality_label = "top1", "top-1 agreement with the reference"
+        if not any(key in r for r in rows):  # no reference: perplexity is what was measured
+            key, quality_label = "perplexity", "perplexity on held-out text (lower is better)"
     else:
         speed, speed_label = [r["latency_ms_p50"] for r in rows], "latency p50 at batch 1 (ms, lower is better)"
-        quality, quality_label = [r.get("agreement", 1.0) for r in rows], "label agreement with the reference"
+        key, quality_label = "agreement", "label agreement with the reference"
+    # rows without the figure (the reference itself, or no reference) get no bar, never a made-up one
+    measured = [(n, r[key]) for n, r in zip(names, rows) if r.get(key) is not None]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2))
     a.barh(names, speed, color="#3b7dd8")
     a.set_xlabel(speed_label)
-    b.barh(names, quality, color="#4caf50")
+    b.barh([n for n, _ in measured], [v for _, v in measured], color="#4caf50")
     b.set_xlabel(quality_label)
-    b.set_xlim(min(quality) - 0.05 if quality else 0, 1.0)
+    if measured and key != "perplexity":
+        b.set_xlim(min(v for _, v in measured) - 0.05, 1.0)
     for ax in (a, b):
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)

@@ -53,10 +53,11 @@ def bench_decoder(model, job: dict, cfg) -> tuple[dict, dict]:
             "tg_tps": round(tg_m, 2), "ttft_ms": round(_stats(ttft)[0], 2), "tpot_ms": round(_stats(tpot)[0], 3)}, arrays
 
 
-def _text_of_tokens(model, texts: list[str], n: int) -> str:
+def text_of_tokens(tokenize, texts: list[str], n: int) -> str:
+    """Whole words of `texts` making at most `n` tokens (special tokens included) under `tokenize`."""
     words = " ".join(texts).split()
     text = " ".join(words[: n])
-    while len(model.tokenize(text)) > n and " " in text:
+    while len(tokenize(text)) > n and " " in text:
         text = text.rsplit(" ", 1)[0]
     return text
 
@@ -66,7 +67,7 @@ def bench_classifier(model, job: dict, cfg) -> tuple[dict, dict]:
     preds = model.classify(texts)
     labels = list(preds[0]["scores"])
     arrays = {"probs": np.array([[p["scores"][lab] for lab in labels] for p in preds])}
-    one = _text_of_tokens(model, texts, cfg.seq)
+    one = text_of_tokens(model.tokenize, texts, cfg.seq)
     batch = [one] * cfg.batch
     for _ in range(cfg.warmup * 3):
         model.classify(one)

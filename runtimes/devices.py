@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEVICES = ("cpu", "gpu", "apple", "auto")
 AUTO_ORDER = ("gpu", "apple", "cpu")  # best first
@@ -24,7 +24,6 @@ class Placement:
     device: str                   # cpu, gpu or apple
     backend: str                  # onnxruntime, openvino, llamacpp, torch
     setting: str                  # what the backend is given: provider name, OV device, torch device, ...
-    options: dict = field(default_factory=dict)
 
 
 def present(backend: str) -> dict[str, str]:
@@ -76,8 +75,7 @@ def choose(backend: str, requested: str, offered: dict[str, str]) -> Placement:
         raise DeviceError(f"device {requested!r} is not available to {backend} on this machine; "
                           f"present: {', '.join(f'{d} ({s})' for d, s in offered.items())}")
     setting = offered[requested]
-    options = {"n_gpu_layers": -1 if requested != "cpu" else 0} if backend == "llamacpp" else {}
-    return Placement(requested, backend, setting, options)
+    return Placement(requested, backend, setting)
 
 
 def place(backend: str, requested: str = "auto") -> Placement:

@@ -18,9 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import ENCODER_MAX_TOKENS, Backend, RuntimeLoadError
+from .base import ENCODER_MAX_TOKENS, GGUF_MAGIC, Backend, RuntimeLoadError
 
-GGUF_MAGIC = b"GGUF"  # gguf.GGUF_MAGIC as it appears on disk
 
 
 def find_gguf(path: str | Path) -> Path:
@@ -154,7 +153,7 @@ class LlamaCppBackend(Backend, format="gguf"):
         ctx = n_ctx or 0  # 0: the model's own context length
         try:
             self.llm = llama_cpp.Llama(
-                str(self.path), n_gpu_layers=self.placement.options["n_gpu_layers"], n_ctx=ctx,
+                str(self.path), n_gpu_layers=0 if self.placement.device == "cpu" else -1, n_ctx=ctx,
                 n_batch=ctx or 4096, n_ubatch=ctx or 4096, n_threads=threads, n_threads_batch=threads,
                 embedding=self.encoder, verbose=False, **kv)
         except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"

@@ -1,6 +1,7 @@
 """What machine a benchmark ran on: CPU model and flags, cores, library versions, memory bandwidth."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -32,9 +33,10 @@ def cpu_info() -> dict:
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 
-def versions() -> dict:
+def versions(names: tuple[str, ...] = LIBRARIES) -> dict:
+    """Installed versions of `names` (import-style names; looked up as distributions), plus Python."""
     out = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in names:
         try:
             out[name] = metadata.version(name.replace("_", "-"))
         except metadata.PackageNotFoundError:
@@ -42,6 +44,7 @@ def versions() -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def memory_bandwidth(mb: int = 256, repeats: int = 5) -> float:
     """Best-of-`repeats` copy bandwidth in GB/s (bytes read + written), a large array on one thread."""
     src = np.ones(mb * (1 << 20) // 8, dtype=np.float64)

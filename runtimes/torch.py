@@ -41,7 +41,6 @@ class TorchBackend(Backend, format="torch"):
         from transformers import DynamicCache
 
         self.cache = DynamicCache(config=self.model.config)
-        self.seen = 0
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         torch = self.torch

@@ -14,10 +14,11 @@ import pytest
 @pytest.mark.parametrize("args", [["--help"], ["export", "--help"], ["bench", "--help"], ["run", "--help"]])
 def test_help_imports_no_heavy_library(args):
     code = ("import sys; from roots_edge.cli import main\n"
-            f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            f"try:\n    main({args!r})\nexcept SystemExit as exc:\n    print('exit', exc.code)\n"
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    assert out.strip().splitlines()[-2:] == ["exit 0", "[]"]
+    assert "Usage: " in out and (args == ["--help"] or f" {args[0]} " in out.split("\n", 1)[0])
     if args == ["--help"]:
         for name in COMMANDS:
             assert name in out

@@ -31,13 +31,15 @@ def demo(prompt, max_new_tokens, targets, bench_runs):
     click.echo(f"\nsample (greedy): {prompt}{lm.generate(prompt, max_new_tokens)}\n")
 
     source = load_source(lm)
-    manifests = []
+    manifests, dests = [], []
     for name in targets:
         target = get_target(name)
         dest = home() / "artifacts" / "default" / target.name
-        if dest.exists() and read_manifest(dest)["source"]["sha256"] == source.sha256:
+        dests.append(dest)
+        cached = read_manifest(dest) if (dest / "manifest.json").is_file() else None
+        if cached and cached["source"]["sha256"] == source.sha256:
             click.echo(f"reusing {target.name} at {dest}")
-            manifests.append(read_manifest(dest))
+            manifests.append(cached)
             continue
         click.echo(f"exporting {target.name} -> {dest}")
         manifests.append(export(source, target, dest, force=True))
@@ -48,7 +50,6 @@ def demo(prompt, max_new_tokens, targets, bench_runs):
         from roots_edge.runtimes.bench_report import to_markdown
 
         click.echo("\nbenchmark (this machine; PyTorch eager reference as the first row):")
-        dests = [home() / "artifacts" / "default" / get_target(name).name for name in targets]
         result = bench(dests, BenchConfig(runs=bench_runs), reference=lm.path, texts=source.heldout)
         click.echo(to_markdown(result))
     click.echo(f"\ndone in {time.perf_counter() - t0:.1f} s")

@@ -58,7 +58,7 @@ def eval_cmd(model, data, text_column, label_column, download, as_json):
     if lm.spec.task != "causal-lm":
         raise DataError(f"{lm.spec.architecture} is an encoder without a head: nothing to evaluate; finetune it first")
     if data:
-        texts = read_corpus([data]).val + read_corpus([data]).train
+        texts = read_corpus([data]).documents
     else:
         from roots_edge.default import load_corpus
 

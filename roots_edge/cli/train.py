@@ -72,7 +72,7 @@ def finetune(model, data, output, text_column, label_column, epochs, steps, lr, 
     else:
         corpus = read_corpus([data])
         kwargs = {"steps": steps} | ({"lr": lr} if lr else {})
-        metrics = lm.finetune(corpus.train + corpus.val, progress=not quiet, **kwargs)
+        metrics = lm.finetune(corpus.documents, progress=not quiet, **kwargs)
         echo_json(metrics)
     lm.save_pretrained(out, overwrite=force)
     click.echo(f"saved {out}")

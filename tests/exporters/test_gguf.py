@@ -67,7 +67,7 @@ def test_manifests_and_verification_metrics(llama_exports):
     f32, f16, q8, q4 = (llama_exports[t][1] for t in DECODER_TARGETS)
     for m in (f32, f16, q8, q4):
         assert m["verification"]["passed"] is True
-        assert m["format"] == "gguf" and m["versions"]["gguf"] and m["versions"]["llama_cpp"]
+        assert m["format"] == "gguf" and m["versions"]["gguf"] and m["versions"]["llama_cpp_python"]
     assert f32["verification"]["metrics"]["max_logit_diff"] < 1e-3     # f32 KV cache: measured ~1e-5
     assert f32["verification"]["metrics"]["top1"] == 1.0
     assert f16["verification"]["metrics"]["kl"] < 1e-5

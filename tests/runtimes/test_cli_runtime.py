@@ -17,11 +17,11 @@ def artifacts(tiny_llama, tiny_bert_classifier, texts_jsonl, tmp_path_factory):
     return root / "dec", root / "clf"
 
 
-def test_run_streams_the_greedy_text(artifacts):
+def test_run_streams_the_greedy_text(artifacts, tiny_llama):
     dec, _ = artifacts
     r = CliRunner().invoke(main, ["run", str(dec), "-p", "Return the", "-n", "16", "--device", "cpu", "--threads", "1"])
     assert r.exit_code == 0, r.output
-    assert r.stdout.rstrip("\n") == "Return the" + load(dec).generate("Return the", 16)
+    assert r.stdout.rstrip("\n") == "Return the" + load(tiny_llama).generate("Return the", 16)  # PyTorch
 
 
 def test_run_errors_are_clean(artifacts, tmp_path):
@@ -34,13 +34,13 @@ def test_run_errors_are_clean(artifacts, tmp_path):
     assert r.exit_code == 1 and "does not exist" in r.output and "Traceback" not in r.output
 
 
-def test_chat_keeps_the_conversation(artifacts):
+def test_chat_keeps_the_conversation(artifacts, tiny_llama):
     dec, _ = artifacts
     r = CliRunner().invoke(main, ["chat", str(dec), "-n", "8"], input="Return the value\nand the key\n\n")
     assert r.exit_code == 0, r.output
     turns = [ln for ln in r.stdout.splitlines() if "model> " in ln]
     assert len(turns) == 2
-    model = load(dec)
+    model = load(tiny_llama)  # the PyTorch reference, not the backend under test
     first = model.generate("Return the value\n", 8, stop=("\n\n",), truncate=True)
     assert turns[0].split("model> ", 1)[1].strip() == first.strip()
 

@@ -60,6 +60,7 @@ def test_one_sampler_same_seeded_samples(decoders):
     samples = {n: load(p, device="cpu").generate("The", 24, temperature=0.9, top_p=0.95, seed=11)
                for n, p in decoders.items()}
     assert len(set(samples.values())) == 1, samples
+    assert samples["torch"] != load(decoders["torch"], device="cpu").generate("The", 24)  # really sampled
 
 
 def test_classifier_labels_equal_everywhere(classifiers):
@@ -142,6 +143,8 @@ def test_artifacts_run_with_torch_absent(decoders, classifiers):
     ref = load(decoders["torch"], device="cpu")
     expected = ref.generate_ids(ref.tokenize("Return the"), 16, ignore_eos=True)
     assert all(out[t] == expected for t in F32), out
-    assert all(out[f"clf-{t}"] == out["clf-onnx-fp32"] for t in F32)
+    torch_labels = [p["label"] for p in load(classifiers["torch"]).classify(["A wonderful film.", "An awful film."])]
+    assert all(out[f"clf-{t}"] == torch_labels for t in F32)
     streamed = "\n".join(lines[:-1])
-    assert ref.generate("Return the", 8).strip() in streamed  # the example streamed the same greedy text
+    greedy = ref.generate("Return the", 8).strip()
+    assert greedy and greedy in streamed  # the example streamed the same greedy text

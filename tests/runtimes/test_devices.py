@@ -8,7 +8,7 @@ def test_auto_prefers_gpu_then_apple_then_cpu():
     offered = {"cpu": "CPU", "gpu": "GPU.0"}
     assert choose("openvino", "auto", offered).setting == "GPU.0"
     p = choose("llamacpp", "auto", {"cpu": "n_gpu_layers=0", "apple": "n_gpu_layers=-1"})
-    assert (p.device, p.options) == ("apple", {"n_gpu_layers": -1})
+    assert (p.device, p.setting) == ("apple", "n_gpu_layers=-1")
 
 
 def test_absent_device_lists_what_is_present():

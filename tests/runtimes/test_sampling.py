@@ -10,8 +10,11 @@ def test_greedy_is_argmax():
 
 def test_seed_gives_same_samples_and_distribution_follows_temperature():
     logits = np.log(np.array([0.5, 0.3, 0.2]))
-    draws = lambda seed: [Sampler(GenerationConfig(temperature=1.0, seed=seed))(logits) for _ in range(1)]  # noqa: E731
-    assert draws(3) == draws(3)
+    def draws(seed):
+        sampler = Sampler(GenerationConfig(temperature=1.0, seed=seed))
+        return [sampler(logits) for _ in range(200)]
+
+    assert draws(3) == draws(3) and draws(3) != draws(4)
     s = Sampler(GenerationConfig(temperature=1.0, seed=0))
     counts = np.bincount([s(logits) for _ in range(20000)], minlength=3) / 20000
     assert np.allclose(counts, [0.5, 0.3, 0.2], atol=0.015)
