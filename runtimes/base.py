@@ -89,6 +89,31 @@ def check_text(text) -> str:
     return text
 
 
+class FolderMeta:
+    """What a backend reads beside its model file, read once: config, manifest, tokenizer, and the
+    facts derived from them (EOS ids, context length, labels, padding id)."""
+
+    def __init__(self, folder: Path, task: str):
+        folder = Path(folder)
+        self.config = read_json(folder / "config.json")
+        self.manifest = read_json(folder / "manifest.json")
+        self.tok = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
+        eos = read_json(folder / "generation_config.json").get("eos_token_id", self.config.get("eos_token_id"))
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.context_length = int(self.config.get("max_position_embeddings", 2048))
+        id2label = self.config.get("id2label") or {}
+        self.labels = [id2label[k] for k in sorted(id2label, key=int)] if task == "classification" else []
+        self.pad_id = self._pad_id(folder)
+
+    def _pad_id(self, folder: Path) -> int:
+        """config.json's pad id (a Llama classifier finds its last token by it), else the tokenizer's."""
+        pad = self.config.get("pad_token_id")
+        if pad is None and self.tok is not None:
+            token = read_json(folder / "tokenizer_config.json").get("pad_token")
+            pad = self.tok.token_to_id(token) if isinstance(token, str) else None
+        return int(pad or 0)
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
 

@@ -18,8 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import (Backend, RuntimeLoadError, check_sizes_against_manifest, encode_batch, load_tokenizer, mean_pool,
-                   read_json)
+from .base import Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, encode_batch, mean_pool
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"       # external weights, written only past protobuf's 2 GB limit
@@ -89,17 +88,12 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.weight_bytes = sum(p.stat().st_size for p in (model_file, self.folder / DATA_FILE) if p.is_file())
-        self.config = read_json(self.folder / "config.json")
-        self.manifest = read_json(self.folder / "manifest.json")
-        self.tok = load_tokenizer(self.folder) if (self.folder / "tokenizer.json").is_file() else None
-        eos = read_json(self.folder / "generation_config.json").get("eos_token_id", self.config.get("eos_token_id"))
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        self.context_length = int(self.config.get("max_position_embeddings", 2048))
         self.num_layers = sum(1 for i in range(len(self.inputs)) if PAST_KEY % i in self.inputs)
         self.task = ("causal-lm" if self.num_layers else "classification" if LOGITS in self.outputs
                      else "embedding")
-        id2label = self.config.get("id2label") or {}
-        self.labels = [id2label[k] for k in sorted(id2label, key=int)] if self.task == "classification" else []
+        meta = FolderMeta(self.folder, self.task)
+        self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
+        self.context_length, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
         if self.num_layers:
             self._past_names = decoder_names(self.num_layers)[0][3:]
             past = self.inputs[PAST_KEY % 0]
@@ -151,19 +145,11 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
 
     # ------------------------------------------------------------------ encoders
     def _encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        ids, mask = encode_batch(self._tokenizer(), texts, self._pad_id())              # (B, T) each
+        ids, mask = encode_batch(self._tokenizer(), texts, self.pad_id)              # (B, T) each
         feed = {INPUT_IDS: ids, ATTENTION_MASK: mask}
         if TOKEN_TYPE_IDS in self.inputs:
             feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)                                     # (B, T)
         return feed
-
-    def _pad_id(self) -> int:
-        """config.json's pad id (a Llama classifier finds its last token by it), else the tokenizer's."""
-        pad = self.config.get("pad_token_id")
-        if pad is None:
-            token = read_json(self.folder / "tokenizer_config.json").get("pad_token")
-            pad = self._tokenizer().token_to_id(token) if isinstance(token, str) else None
-        return int(pad or 0)
 
     def classify_logits(self, texts: Sequence[str]) -> np.ndarray:
         if self.task != "classification":

@@ -16,8 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import (Backend, RuntimeLoadError, check_sizes_against_manifest, encode_batch, load_tokenizer, mean_pool,
-                   read_json)
+from .base import Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, encode_batch, mean_pool
 
 MODEL_XML = "openvino_model.xml"
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -79,17 +78,11 @@ class OpenVinoBackend(Backend, format="openvino"):
             raise RuntimeLoadError(f"OpenVINO cannot compile {xml} for {setting}: {_first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self.weight_bytes = weights.stat().st_size
-        self.hf_config = read_json(self.folder / "config.json")
-        self.manifest = read_json(self.folder / "manifest.json")
-        self.tok = load_tokenizer(self.folder) if (self.folder / "tokenizer.json").is_file() else None
-        eos = read_json(self.folder / "generation_config.json").get("eos_token_id",
-                                                                     self.hf_config.get("eos_token_id"))
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        self.context_length = int(self.hf_config.get("max_position_embeddings", 2048))
         self.task = ("causal-lm" if self.stateful else "classification" if "logits" in self.outputs
                      else "embedding")
-        id2label = self.hf_config.get("id2label") or {}
-        self.labels = [id2label[k] for k in sorted(id2label, key=int)] if self.task == "classification" else []
+        meta = FolderMeta(self.folder, self.task)
+        self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
+        self.context_length, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
         self.seen = 0
 
     # ------------------------------------------------------------------ decoders
@@ -129,19 +122,12 @@ class OpenVinoBackend(Backend, format="openvino"):
     def _encoder_outputs(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         if self.stateful:
             raise NotImplementedError(f"{self.folder} holds a stateful decoder; it has no encoder head")
-        ids, mask = encode_batch(self._tokenizer(), texts, self._pad_id())              # (N, T), (N, T)
+        ids, mask = encode_batch(self._tokenizer(), texts, self.pad_id)              # (N, T), (N, T)
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
         result = self.request.infer(feed)
         return np.array(result[self.compiled.output(0)], dtype=np.float32), mask
-
-    def _pad_id(self) -> int:
-        pad = self.hf_config.get("pad_token_id")
-        if pad is None:
-            tok = self._tokenizer()
-            pad = next((tok.token_to_id(t) for t in ("[PAD]", "<pad>", "<|pad|>") if tok.token_to_id(t) is not None), 0)
-        return int(pad)
 
     def classify_logits(self, texts: Sequence[str]) -> np.ndarray:
         if self.task != "classification":
