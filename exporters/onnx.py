@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from roots_edge.errors import TargetError
+from roots_edge.errors import TargetError, VerificationError
 
 from .base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target, copy_support_files
 
@@ -47,6 +47,8 @@ class OnnxExporter(Exporter, format="onnx"):
                 export_encoder(source.model, spec, traced, options.opset)
             model = onnx.load(str(traced))
         model, info = self._precision(model, source, target, options)
+        if target.quantized:
+            info["u8s8_pair_peak"] = check_u8s8_peak(model, target, options)
         files = save_model(model, out)
         copy_support_files(source, out)
         extras = {}
@@ -77,7 +79,12 @@ class OnnxExporter(Exporter, format="onnx"):
                                                **(info or {})}
             return model, info
         if precision == "int8":
-            if options.static_int8 and source.spec.task != "causal-lm":
+            if source.spec.task == "causal-lm":
+                model, info = passes.int8_blocks(model)
+                if options.static_int8:
+                    info["note"] = "static int8 applies to encoders; decoders use 8-bit weight blocks"
+                return model, info
+            if options.static_int8:
                 from .onnx_encoder import TextCalibration, encoder_names, static_int8_exclusions
 
                 texts = options.calibration or source.heldout
@@ -85,10 +92,7 @@ class OnnxExporter(Exporter, format="onnx"):
                 if not len(reader):
                     raise TargetError("static int8 needs calibration text; give --calibration FILE")
                 return passes.int8_static(model, reader, static_int8_exclusions(model, source.spec))
-            model, info = passes.int8_dynamic(model)
-            if options.static_int8:
-                info["note"] = "static int8 applies to encoders; decoders use dynamic int8"
-            return model, info
+            return passes.int8_dynamic(model)
         if precision == "int4":
             return passes.int4_blocks(model, options.group_size, options.opset)
         raise TargetError(f"the ONNX exporter has no precision {precision!r}")
@@ -103,6 +107,20 @@ def check_options(target: Target, options: ExportOptions) -> None:
     if target.precision == "int4" and (size < 16 or size & (size - 1)):
         raise TargetError(f"onnx-int4 needs a power-of-two group size of at least 16 (MatMulNBits blocks); "
                           f"got {size}. Try 32, 64 or 128.")
+
+
+def check_u8s8_peak(model, target: Target, options: ExportOptions) -> int | None:
+    """Verification ran on this CPU; the artifact runs on others. Refuse int8 weights that x86 CPUs without
+    VNNI would add in saturating 16-bit pairs (a wrong result there, whatever this CPU measured)."""
+    from .onnx_passes import INT16_MAX, u8s8_pair_peak
+
+    peak = u8s8_pair_peak(model)
+    if peak is not None and peak > INT16_MAX and not options.allow_drift:
+        raise VerificationError(
+            f"{target.name}: int8 weight pairs reach {peak:,} in the 16-bit sums of x86 int8 kernels without VNNI "
+            f"(limit {INT16_MAX:,}); the artifact would be wrong on AVX2-only CPUs. Weights need a 7-bit range "
+            "(reduce_range) or 8-bit blocks (MatMulNBits); --allow-drift keeps it anyway.")
+    return peak
 
 
 def graph_io(values) -> list[dict]:

@@ -1,9 +1,10 @@
 """Precision passes over a float32 ONNX graph, each done by ONNX Runtime's own tooling.
 
     fp16   `onnxruntime.transformers.float16`: weights and compute in fp16, graph inputs/outputs kept fp32
-    int8   `quantize_dynamic` (per-channel QInt8 weights, activations quantized at run time; a tied
-           embedding is read from the LM head's int8 weight), or `quantize_static` (QDQ, activation
-           ranges calibrated on text) for encoders
+    int8   decoders: `MatMulNBitsQuantizer` with 8-bit blocks of 32 (activations quantized per block in
+           the kernel), embeddings as 8-bit `GatherBlockQuantized` (a tied one shares the LM head's table);
+           encoders: `quantize_dynamic` (per-channel weights in 7 bits, so no CPU's kernel saturates) or
+           `quantize_static` (QDQ s8 x s8, activation ranges calibrated on text)
     int4   `MatMulNBitsQuantizer` (symmetric blocks, accuracy level 4: int8 activations in the kernel);
            embeddings (`Gather`) in 4 bits too from opset 21 (GatherBlockQuantized needs it), in
            per-tensor uint8 (`quantize_dynamic`) below it
@@ -21,6 +22,11 @@ from roots_edge.runtimes.onnxruntime import DATA_FILE, MODEL_FILE
 
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf cannot hold a 2 GB message: past this, weights go to DATA_FILE
 INT4_GATHER_OPSET = 21               # GatherBlockQuantized (4-bit embeddings) needs opset 21
+# onnx-int8 decoders: 8-bit weight blocks of 32, as llama.cpp's Q8_0. Dynamic QInt8 (u8 activations x s8
+# weights through MatMulInteger) was wrong on x86 without VNNI: vpmaddubsw adds each pair of u8 x s8
+# products in saturating int16 (2 x 255 x 127 > 32,767), and one per-tensor activation scale let a few
+# loud channels flatten every other one (KL 0.65 on a 135M community model even where VNNI is exact).
+INT8_BLOCK = 32
 
 
 def initializer_bytes(model) -> int:
@@ -99,55 +105,118 @@ def share_transposed(model) -> int:
     return saved
 
 
-def share_tied_int8(model, copies: dict[str, str]) -> int:
-    """After `quantize_dynamic`: look embeddings up in the LM head's per-channel int8 weight instead of
-    keeping a second, per-tensor uint8 table. Row r of the embedding is column r of the head, and the
-    head's per-column scale is then the row's scale (symmetric QInt8: zero points are 0). Bytes saved."""
+def _block_gather(model, table: str, scales: str, ids: str, out: str, width: int, block: int, prefix: str) -> None:
+    """Replace the embedding lookup that writes `out` by a `GatherBlockQuantized` over an 8-bit block table:
+    `table` (V, n_blocks, block) uint8 holding q + 128, `scales` (V, n_blocks) float."""
     import numpy as np
     from onnx import helper, numpy_helper
 
+    gather = next(n for n in model.graph.node if n.op_type == "Gather" and n.output[0] == out)
+    p = prefix
+    consts = [numpy_helper.from_array(np.array([2], dtype=np.int64), f"{p}_axes"),
+              numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), f"{p}_shape")]
+    new = [helper.make_node("Unsqueeze", [scales, f"{p}_axes"], [f"{p}_scales"], name=f"{p}_unsq"),     # (V, nb, 1)
+           helper.make_node("GatherBlockQuantized", [table, ids, f"{p}_scales"], [f"{p}_blocks"], name=f"{p}_gbq",
+                            domain="com.microsoft", bits=8, block_size=block, gather_axis=0, quantize_axis=2),
+           helper.make_node("Reshape", [f"{p}_blocks", f"{p}_shape"], [f"{p}_rows"], name=f"{p}_reshape")]
+    if width % block:  # rows padded to whole blocks are cut back to the hidden width
+        consts += [numpy_helper.from_array(np.array([0], dtype=np.int64), f"{p}_start"),
+                   numpy_helper.from_array(np.array([width], dtype=np.int64), f"{p}_end"),
+                   numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}_axis")]
+        new.append(helper.make_node("Slice", [f"{p}_rows", f"{p}_start", f"{p}_end", f"{p}_axis"], [out],
+                                    name=f"{p}_slice"))                                         # (B, T, H)
+    else:
+        new[-1].output[0] = out                                                                 # (B, T, H)
+    model.graph.initializer.extend(consts)
+    at = list(model.graph.node).index(gather)
+    model.graph.node.remove(gather)
+    for i, node in enumerate(new):
+        model.graph.node.insert(at + i, node)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def quantize_blocks_int8(table, block: int):
+    """Symmetric 8-bit blocks along each row of a (V, H) float table, in MatMulNBits' layout: ((V, nb, block)
+    uint8 holding q + 128, (V, nb) float32 scales). Rows are zero-padded to whole blocks."""
+    import numpy as np
+
+    v, h = table.shape
+    nb = -(-h // block)
+    padded = np.zeros((v, nb * block), dtype=np.float32)
+    padded[:, :h] = table
+    blocks = padded.reshape(v, nb, block)                                                        # (V, nb, block)
+    scales = np.abs(blocks).max(-1) / 127.0                                                      # (V, nb)
+    q = np.rint(blocks / np.where(scales == 0, 1, scales)[..., None]).clip(-127, 127)
+    return (q + 128).astype(np.uint8), scales.astype(np.float32)
+
+
+def int8_embeddings(model, copies: dict[str, str], block: int) -> dict:
+    """After MatMulNBits: look each embedding up in 8-bit blocks. A tied embedding reads the LM head's own
+    8-bit table (row r of the embedding is row r of the head's (N, K) blocks), so it is stored once."""
+    from onnx import numpy_helper
+
     inits = {t.name: t for t in model.graph.initializer}
-    consumers = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    saved = 0
-    for copy, original in copies.items():
-        head_q, head_scale, head_zp = f"{copy}_quantized", f"{copy}_scale", f"{copy}_zero_point"
-        emb_q = f"{original}_quantized"
-        gathers = [n for n in consumers.get(emb_q, []) if n.op_type == "Gather"]
-        if not (head_q in inits and head_scale in inits and len(gathers) == len(consumers.get(emb_q, [])) == 1):
-            continue
-        if head_zp in inits and numpy_helper.to_array(inits[head_zp]).any():
-            continue
-        gather = gathers[0]
-        deq = consumers.get(gather.output[0], [])
-        if len(deq) != 1 or deq[0].op_type != "DequantizeLinear":
-            continue
-        ids, out, p = gather.input[1], deq[0].output[0], f"tied_{original}"
-        axes = numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}_axes")
-        model.graph.initializer.append(axes)
-        new = [helper.make_node("Transpose", [head_q], [f"{p}_table"], perm=[1, 0], name=f"{p}_transpose"),  # (V, H)
-               helper.make_node("Gather", [f"{p}_table", ids], [f"{p}_rows"], axis=0, name=f"{p}_gather"),  # (B, T, H)
-               helper.make_node("Cast", [f"{p}_rows"], [f"{p}_float"], to=1, name=f"{p}_cast"),
-               helper.make_node("Gather", [head_scale, ids], [f"{p}_scale"], axis=0, name=f"{p}_scale"),   # (B, T)
-               helper.make_node("Unsqueeze", [f"{p}_scale", axes.name], [f"{p}_scale3"], name=f"{p}_unsq"),
-               helper.make_node("Mul", [f"{p}_float", f"{p}_scale3"], [out], name=f"{p}_mul")]              # (B, T, H)
-        at = list(model.graph.node).index(gather)
-        for node in (gather, deq[0]):
-            model.graph.node.remove(node)
-        for i, node in enumerate(new):
-            model.graph.node.insert(at + i, node)
-        dead = {emb_q, *deq[0].input[1:]}
-        saved += sum(numpy_helper.to_array(inits[n]).nbytes for n in dead if n in inits)
-        _drop_initializers(model, dead)
-    return saved
+    tied_to = {original: copy for copy, original in copies.items()}
+    lookups = [n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits
+               and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].data_type == 1]
+    out = {"tied": 0, "own": 0}
+    for i, node in enumerate(lookups):
+        name, width = node.input[0], int(inits[node.input[0]].dims[1])
+        head = tied_to.get(name)
+        table, scales = (f"{head}_Q8", f"{head}_scales") if head else (None, None)
+        if head and table in inits and scales in inits:
+            out["tied"] += 1
+        else:
+            q, s = quantize_blocks_int8(numpy_helper.to_array(inits[name]), block)
+            table, scales = f"{name}_Q8", f"{name}_scales"
+            model.graph.initializer.extend([numpy_helper.from_array(q, table), numpy_helper.from_array(s, scales)])
+            out["own"] += 1
+        _block_gather(model, table, scales, node.input[1], node.output[0], width, block, f"embedding{i}")
+        _drop_initializers(model, {name})
+    return out
 
 
 def _drop_initializers(model, names: set[str]) -> None:
     keep = [t for t in model.graph.initializer if t.name not in names]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
+
+
+INT16_MAX = 32_767
+U8_MAX = 255
+
+
+def u8s8_pair_peak(model) -> int | None:
+    """The largest sum an x86 int8 kernel without VNNI forms in 16 bits on this graph: 255 x the largest
+    |w[k]| + |w[k+1]| over each int8 weight of an integer MatMul (pairs of consecutive k in a column, as
+    vpmaddubsw adds them). Above 32,767 that kernel saturates. None when no integer MatMul has int8 weights."""
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) == 2}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    matmuls = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearMatMul", "MatMul", "Gemm"}
+
+    def feeds_matmul(name: str) -> bool:
+        for node in consumers.get(name, []):
+            if node.op_type in matmuls or (node.op_type == "DequantizeLinear" and feeds_matmul(node.output[0])):
+                return True
+        return False
+
+    peak = None
+    for name, tensor in inits.items():
+        if not feeds_matmul(name):
+            continue
+        w = np.abs(numpy_helper.to_array(tensor).astype(np.int32))                           # (K, N)
+        if w.shape[0] % 2:
+            w = np.concatenate([w, np.zeros((1, w.shape[1]), np.int32)])
+        pairs = int((w[0::2] + w[1::2]).max()) * U8_MAX                                     # (K/2, N) -> max
+        peak = pairs if peak is None else max(peak, pairs)
+    return peak
 
 
 def to_fp16(model):
@@ -157,27 +226,46 @@ def to_fp16(model):
     return convert_float_to_float16(model, keep_io_types=True)
 
 
-def int8_dynamic(model, op_types: list[str] | None = None) -> tuple[object, dict]:
-    """Per-channel QInt8 weights of every MatMul and Gather (or of `op_types`); activations quantized at
-    run time. A tied embedding is then read from the LM head's int8 weight (`share_tied_int8`)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    def run(src, dst, external):
-        quantize_dynamic(src, dst, op_types_to_quantize=op_types, per_channel=True, weight_type=QuantType.QInt8,
-                         use_external_data_format=external)
+def int8_blocks(model, block: int = INT8_BLOCK) -> tuple[object, dict]:
+    """Decoders: MatMulNBits with 8-bit symmetric weight blocks (as llama.cpp's Q8_0). With accuracy level 4
+    the kernel quantizes activations per block of the same size, so one loud channel costs only its
+    block, and no CPU's int8 kernel adds u8 x s8 products in 16 bits (see `INT8_BLOCK`). Embeddings are
+    8-bit blocks too; a tied embedding reads the LM head's table."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     copies = transposed_copies(model)
-    model = _via_file(model, run)
-    info = {"method": "dynamic", "weights": "QInt8", "per_channel": True, "activations": "dynamic uint8"}
-    saved = share_tied_int8(model, copies) if copies else 0
-    if saved:
-        info["tied_embeddings"] = "read from the LM head's int8 weight"
+    quant = MatMulNBitsQuantizer(model, bits=8, block_size=block, is_symmetric=True, accuracy_level=4,
+                                 op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
+    with _quiet_root_logger():
+        quant.process()
+    model = quant.model.model
+    embeddings = int8_embeddings(model, copies, block)
+    info = {"method": "MatMulNBits", "bits": 8, "block_size": block, "symmetric": True, "accuracy_level": 4,
+            "activations": f"int8 per block of {block}, in the kernel", "embeddings": "GatherBlockQuantized, 8 bits",
+            "saturation_free": True}
+    if embeddings["tied"]:
+        info["tied_embeddings"] = "read from the LM head's 8-bit blocks"
     return model, info
 
 
+def int8_dynamic(model) -> tuple[object, dict]:
+    """Encoders: per-channel int8 weights and activations quantized (uint8, per tensor) at run time, the
+    weights in 7 bits (`reduce_range`): x86 CPUs without VNNI add pairs of u8 x s8 products in saturating
+    16-bit arithmetic (vpmaddubsw), and 2 x 255 x 64 = 32,640 is the largest pair that cannot overflow it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def run(src, dst, external):
+        quantize_dynamic(src, dst, per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
+                         use_external_data_format=external)
+
+    return _via_file(model, run), {"method": "dynamic", "weights": "QInt8, 7-bit range", "per_channel": True,
+                                   "reduce_range": True, "activations": "dynamic uint8 per tensor",
+                                   "saturation_free": True}
+
+
 def int8_static(model, reader, exclude: list[str]) -> tuple[object, dict]:
-    """QDQ int8: per-channel QInt8 weights, QInt8 activations with MinMax ranges calibrated on `reader`;
-    the nodes named in `exclude` stay float."""
+    """QDQ int8: per-channel QInt8 weights in 7 bits (x86 runs QDQ as u8 x s8; see `int8_dynamic`), QInt8
+    activations with MinMax ranges calibrated on `reader`; the nodes named in `exclude` stay float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -187,13 +275,14 @@ def int8_static(model, reader, exclude: list[str]) -> tuple[object, dict]:
         pre = src.with_name("pre.onnx")
         # symbolic shape inference fails on these traced graphs; ONNX shape inference suffices
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, save_as_external_data=external)
-        quantize_static(pre, dst, reader, quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(pre, dst, reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
                         nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
                         use_external_data_format=external,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
 
-    return _via_file(model, run), {"method": "static-qdq", "weights": "QInt8", "per_channel": True,
+    return _via_file(model, run), {"method": "static-qdq", "weights": "QInt8, 7-bit range", "per_channel": True,
+                                   "reduce_range": True, "saturation_free": True,
                                    "activations": "QInt8 (MinMax)", "calibration_texts": len(reader),
                                    "op_types": ops, "float_nodes": len(exclude)}
 
@@ -205,11 +294,12 @@ def int4_blocks(model, block_size: int, opset: int) -> tuple[object, dict]:
     ops = ("MatMul", "Gather") if opset >= INT4_GATHER_OPSET else ("MatMul",)
     quant = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True, accuracy_level=4,
                                  op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
-    quant.process()
+    with _quiet_root_logger():
+        quant.process()
     info = {"method": "MatMulNBits", "bits": 4, "block_size": block_size, "symmetric": True, "accuracy_level": 4,
             "op_types": list(ops)}
     model = quant.model.model
     if "Gather" not in ops:
-        model, _ = int8_dynamic(model, ["Gather"])
-        info["embeddings"] = f"uint8 per tensor (4-bit Gather needs opset >= {INT4_GATHER_OPSET})"
+        int8_embeddings(model, {}, INT8_BLOCK)
+        info["embeddings"] = f"8-bit blocks of {INT8_BLOCK} (4-bit Gather needs opset >= {INT4_GATHER_OPSET})"
     return model, info

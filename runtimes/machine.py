@@ -33,6 +33,35 @@ def cpu_info() -> dict:
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 
+# What ONNX Runtime's int8 GEMM kernels (MLAS) add u8 x s8 products with, by CPU class. Only one class
+# saturates: x86 with AVX2 or AVX-512 but no VNNI sums each pair of products in int16 (vpmaddubsw), so
+# 2 x 255 x 127 overflows; VNNI sums four products in int32; ARM NEON widens to 16 bits before adding.
+INT8_KERNELS = {
+    "x86-vnni": "u8 x s8 dot products summed in int32 (VNNI)",
+    "x86-saturating": "u8 x s8 product pairs summed in saturating int16 (vpmaddubsw, no VNNI)",
+    "x86-sse": "products widened to 16 bits before summing (no AVX2)",
+    "arm64": "NEON, products widened before summing (UDOT/SDOT where present)",
+    "other": "a CPU roots-edge has no int8 kernel facts for",
+}
+
+
+def int8_kernel_class(cpu: dict | None = None) -> str:
+    """The key of `INT8_KERNELS` that describes `cpu` (default: this machine's `cpu_info()`)."""
+    cpu = cpu or cpu_info()
+    flags, arch = set(cpu.get("flags", ())), str(cpu.get("arch", "")).lower()
+    if arch in ("x86_64", "amd64", "i386", "i686"):
+        if flags & {"AVX512-VNNI", "AVX-VNNI"}:
+            return "x86-vnni"
+        return "x86-saturating" if flags & {"AVX2", "AVX-512"} else "x86-sse"
+    return "arm64" if arch in ("aarch64", "arm64") else "other"
+
+
+def verification_cpu() -> dict:
+    """What a manifest records about the CPU an artifact was verified on."""
+    cpu = cpu_info()
+    return {"model": cpu["model"], "arch": cpu["arch"], "flags": cpu["flags"], "int8_kernels": int8_kernel_class(cpu)}
+
+
 def versions(names: tuple[str, ...] = LIBRARIES) -> dict:
     """Installed versions of `names` (import-style names; looked up as distributions), plus Python."""
     out = {"python": platform.python_version()}

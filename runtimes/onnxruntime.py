@@ -13,6 +13,7 @@ cost a decode loop 1.7-2.7x under load.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -49,8 +50,36 @@ def session_options(threads: int | None = None):
         so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # On x86 without VNNI, ORT turns the int8 weights of u8 x s8 integer MatMuls into u8 (u8 x u8 kernels do
+    # not saturate); elsewhere it changes nothing. Our own exports never need it; older and foreign ones do.
+    so.add_session_config_entry("session.x64quantprecision", "1")
     so.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
     return so
+
+
+class Int8KernelWarning(RuntimeWarning):
+    """An int8 artifact runs on a CPU whose int8 kernels compute differently from the CPU it was verified on."""
+
+
+def int8_kernel_warning(manifest: dict, cpu: dict | None = None) -> str | None:
+    """Why this int8 artifact's verification may not hold on this CPU, or None. Our exports since the
+    saturation fix say `saturation_free` in their manifest; older ones were u8 x s8 with 8-bit weights,
+    which x86 CPUs without VNNI add in saturating 16-bit pairs."""
+    from .machine import INT8_KERNELS, int8_kernel_class
+
+    quant = manifest.get("quantization") or {}
+    if manifest.get("precision") != "int8" or quant.get("saturation_free"):
+        return None
+    here = int8_kernel_class(cpu)
+    verified_cpu = (manifest.get("verification") or {}).get("cpu") or {}
+    verified = verified_cpu.get("int8_kernels", "unknown")
+    if here == verified or "x86-saturating" not in (here, verified):
+        return None
+    where = f"{verified_cpu.get('model', 'a CPU')} ({verified})" if verified_cpu else "a CPU the manifest does not name"
+    return (f"this int8 ONNX artifact was verified on {where}; this CPU's int8 kernels differ ({here}: "
+            f"{INT8_KERNELS[here]}). roots-edge loads it with session.x64quantprecision=1, which keeps results "
+            "correct here at some speed cost; other ONNX Runtime hosts without that option compute wrong "
+            "results on such CPUs. Re-export it (`roots-edge export --target onnx-int8`) for the saturation-free form.")
 
 
 def check_model_file(folder: Path, name: str = MODEL_FILE) -> Path:
@@ -93,6 +122,9 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
                      else "embedding")
         meta = FolderMeta(self.folder, self.task)
         self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
+        message = int8_kernel_warning(self.manifest)
+        if message:
+            warnings.warn(message, Int8KernelWarning, stacklevel=3)
         self.context_length, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
         if self.num_layers:
             self._past_names = decoder_names(self.num_layers)[0][3:]

@@ -170,20 +170,31 @@ def test_sizes_and_weight_formats(llama, llama_onnx):
     assert weight["int4"] < weight["int8"] < weight["fp16"] < weight["fp32"]
 
 
-def test_int8_has_quantized_matmuls(llama, llama_onnx):
-    ops = _ops(llama_onnx["int8"][0])
-    n_linear = 7 * llama.spec.num_layers + 1                                              # q k v o gate up down; head
-    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") == n_linear
-    assert ops.count("MatMul") == 2 * llama.spec.num_layers                               # q·k and attn·v stay float
-    q = llama_onnx["int8"][1]["quantization"]
-    assert q["method"] == "dynamic" and q["weights"] == "QInt8" and q["per_channel"]
-    # the tied embedding is read from the LM head's int8 weight: every matrix is stored once, in int8
+def test_int8_is_8bit_weight_blocks_with_the_tied_table_stored_once(llama, llama_onnx):
     from onnx import numpy_helper
 
-    int8 = [numpy_helper.to_array(t) for t in onnx.load(str(llama_onnx["int8"][0] / "model.onnx")).graph.initializer
-            if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(t.dims) == 2]
-    assert sum(a.size for a in int8) == sum(p.numel() for p in llama.model.parameters() if p.dim() == 2)
-    assert "tied_embeddings" in q
+    path, manifest = llama_onnx["int8"]
+    model = onnx.load(str(path / "model.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 7 * llama.spec.num_layers + 1                                  # q k v o gate up down; head
+    attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nbits]
+    assert {(a["bits"], a["block_size"], a["accuracy_level"]) for a in attrs} == {(8, 32, 4)}
+    assert ops.count("MatMul") == 2 * llama.spec.num_layers                               # q·k and attn·v stay float
+    assert not {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"} & set(ops)
+    q = manifest["quantization"]
+    assert q["method"] == "MatMulNBits" and q["bits"] == 8 and q["saturation_free"] and "tied_embeddings" in q
+    # the tied embedding looks rows up in the LM head's own 8-bit table: every matrix is stored once
+    gather = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized")
+    head = next(n for n in nbits if n.output[0].startswith("/model/lm_head") or "lm_head" in n.name)
+    assert gather.input[0] == head.input[1]
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    blocks = sum(inits[n.input[1]].size for n in nbits)
+    assert blocks == sum(p.numel() for p in llama.model.parameters() if p.dim() == 2)   # hidden is a multiple of 32
+    scales = {n.input[2] for n in nbits}
+    floats = [t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT
+              and len(t.dims) == 2 and t.name not in scales]
+    assert not floats                                                                  # no float matrix left
 
 
 def test_int4_uses_matmulnbits_with_the_block_size(llama, llama_onnx):
