@@ -30,14 +30,26 @@ sys.path.insert(0, str(HERE))
 BEFORE = "onnx-int8-before"
 
 
-def legacy_int8(fp32: Path, out: Path) -> Path:
-    """The pre-fix onnx-int8 form of the artifact `fp32`, in a folder roots-edge loads."""
+def legacy_int8(model: Path, fp32: Path, out: Path) -> Path:
+    """The pre-fix onnx-int8 form of `model`: its traced float graph through `quantize_dynamic` (per-channel
+    QInt8, every MatMul and Gather), beside the support files of its `fp32` artifact, in a folder roots-edge
+    loads. (The old exporter also read a tied embedding from the head's int8 weight; that saved bytes, not time.)"""
+    import tempfile
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from roots_edge.exporters import load_source
+    from roots_edge.exporters.onnx_decoder import export_decoder
+    from roots_edge.exporters.onnx_encoder import export_encoder
+
+    source = load_source(model)
+    trace = export_decoder if source.spec.task == "causal-lm" else export_encoder
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(fp32, out)
-    quantize_dynamic(fp32 / "model.onnx", out / "model.onnx", per_channel=True, weight_type=QuantType.QInt8)
+    with tempfile.TemporaryDirectory() as tmp:
+        trace(source.model, source.spec, Path(tmp) / "fp32.onnx", 21)
+        quantize_dynamic(Path(tmp) / "fp32.onnx", out / "model.onnx", per_channel=True, weight_type=QuantType.QInt8)
     manifest = json.loads((fp32 / "manifest.json").read_text())
     manifest.update(target=BEFORE, precision="int8", files=[],
                     quantization={"method": "dynamic", "weights": "QInt8", "per_channel": True})
@@ -102,7 +114,7 @@ def main(argv: list[str] | None = None) -> str:
     root = bench_home() / "int8-forms" / Path(model).name
     failed: dict[str, str] = {}
     paths = build(model, ("onnx-fp32", "onnx-int8", "gguf-q8"), root, "exports", failed)
-    paths = {BEFORE: legacy_int8(paths["onnx-fp32"], root / BEFORE), **paths}
+    paths = {BEFORE: legacy_int8(model, paths["onnx-fp32"], root / BEFORE), **paths}
     cfg = BenchConfig(runs=args.runs, threads=args.threads, quality_texts=8)
     result = bench(list(paths.values()), cfg, reference=Path(model))
     names = {p: n for n, p in paths.items()}
@@ -113,7 +125,7 @@ def main(argv: list[str] | None = None) -> str:
         clf = classifier_model()
         croot = bench_home() / "int8-forms" / "minilm-sentiment"
         cpaths = build(clf, ("onnx-fp32", "onnx-int8"), croot, "classifier exports", failed)
-        cpaths = {BEFORE: legacy_int8(cpaths["onnx-fp32"], croot / BEFORE), "onnx-int8": cpaths["onnx-int8"]}
+        cpaths = {BEFORE: legacy_int8(clf, cpaths["onnx-fp32"], croot / BEFORE), "onnx-int8": cpaths["onnx-int8"]}
         from sentiment_data import heldout_set
 
         texts, truth = heldout_set()

@@ -12,7 +12,22 @@ import numpy as np
 FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI",
          "amx_int8": "AMX-INT8", "f16c": "F16C", "fma": "FMA", "asimd": "NEON", "neon": "NEON",
          "asimddp": "NEON-DOTPROD", "sve": "SVE", "i8mm": "I8MM"}
+# numpy's own run-time CPU detection (CPUID on x86, HWCAP on ARM) -> the names above
+NUMPY_FLAGS = {"AVX2": "AVX2", "AVX512F": "AVX-512", "AVX512VNNI": "AVX512-VNNI", "F16C": "F16C", "FMA3": "FMA",
+               "ASIMD": "NEON", "ASIMDDP": "NEON-DOTPROD", "SVE": "SVE"}
 LIBRARIES = ("numpy", "onnxruntime", "openvino", "llama_cpp_python", "torch", "transformers", "tokenizers")
+
+
+def cpuid_flags() -> set[str] | None:
+    """The flags of `NUMPY_FLAGS` this process's CPU reports, as numpy detected them; None without numpy's table."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features  # numpy < 2
+        except ImportError:
+            return None
+    return {name for key, name in NUMPY_FLAGS.items() if features.get(key)}
 
 
 def cpu_info() -> dict:
@@ -28,8 +43,13 @@ def cpu_info() -> dict:
                     flags |= set(value.split())
     except OSError:
         pass
-    named = sorted({FLAGS[f] for f in flags if f in FLAGS})
-    return {"model": model, "arch": platform.machine(), "flags": named, "logical_cores": os.cpu_count(),
+    named = {FLAGS[f] for f in flags if f in FLAGS}
+    seen = cpuid_flags()
+    if seen is not None:
+        # /proc/cpuinfo describes the host; CPUID describes what this process (and ONNX Runtime's kernel
+        # dispatch) sees. Where they disagree (an emulator, a masked VM), CPUID wins.
+        named = named | seen if named & set(NUMPY_FLAGS.values()) == seen else seen
+    return {"model": model, "arch": platform.machine(), "flags": sorted(named), "logical_cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 

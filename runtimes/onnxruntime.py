@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, encode_batch, mean_pool
+from .machine import INT8_KERNELS, int8_kernel_class
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"       # external weights, written only past protobuf's 2 GB limit
@@ -50,9 +51,11 @@ def session_options(threads: int | None = None):
         so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # On x86 without VNNI, ORT turns the int8 weights of u8 x s8 integer MatMuls into u8 (u8 x u8 kernels do
-    # not saturate); elsewhere it changes nothing. Our own exports never need it; older and foreign ones do.
-    so.add_session_config_entry("session.x64quantprecision", "1")
+    if int8_kernel_class() == "x86-saturating":
+        # ORT then turns 8-bit s8 weights of u8 x s8 integer MatMuls into u8 (u8 x u8 kernels widen before
+        # adding, no saturation). Only here: it converts them on VNNI CPUs too, where it halved MiniLM's speed.
+        # Our own exports never need it (7-bit weights or MatMulNBits); older and foreign int8 files do.
+        so.add_session_config_entry("session.x64quantprecision", "1")
     so.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
     return so
 
@@ -65,8 +68,6 @@ def int8_kernel_warning(manifest: dict, cpu: dict | None = None) -> str | None:
     """Why this int8 artifact's verification may not hold on this CPU, or None. Our exports since the
     saturation fix say `saturation_free` in their manifest; older ones were u8 x s8 with 8-bit weights,
     which x86 CPUs without VNNI add in saturating 16-bit pairs."""
-    from .machine import INT8_KERNELS, int8_kernel_class
-
     quant = manifest.get("quantization") or {}
     if manifest.get("precision") != "int8" or quant.get("saturation_free"):
         return None
