@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -49,7 +50,12 @@ def legacy_int8(model: Path, fp32: Path, out: Path) -> Path:
     shutil.copytree(fp32, out)
     with tempfile.TemporaryDirectory() as tmp:
         trace(source.model, source.spec, Path(tmp) / "fp32.onnx", 21)
-        quantize_dynamic(Path(tmp) / "fp32.onnx", out / "model.onnx", per_channel=True, weight_type=QuantType.QInt8)
+        logging.disable(logging.INFO)  # the quantizer logs a line per tensor on the root logger
+        try:
+            quantize_dynamic(Path(tmp) / "fp32.onnx", out / "model.onnx", per_channel=True,
+                             weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
     manifest = json.loads((fp32 / "manifest.json").read_text())
     manifest.update(target=BEFORE, precision="int8", files=[],
                     quantization={"method": "dynamic", "weights": "QInt8", "per_channel": True})

@@ -210,6 +210,8 @@ def test_load_warns_when_a_legacy_int8_artifact_meets_other_kernels(forms, monke
     legacy["verification"]["cpu"] = {**vnni, "int8_kernels": "x86-vnni"}
     assert "Intel Xeon (x86-vnni)" in int8_kernel_warning(legacy, avx2)
     assert int8_kernel_warning(legacy, vnni) is None
+    legacy["verification"]["cpu"] = {**avx2, "int8_kernels": "x86-saturating"}
+    assert "recorded parity says little" in int8_kernel_warning(legacy, vnni)
     monkeypatch.setattr(machine, "cpu_info", lambda: avx2)
     with pytest.warns(Int8KernelWarning, match="session.x64quantprecision"):
         OnnxRuntimeBackend(forms["legacy"])
