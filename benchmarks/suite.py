@@ -109,28 +109,20 @@ def bench_home() -> Path:
     return home() / "bench"
 
 
-def _fresh(artifact: Path, sha: str) -> bool:
-    m = artifact / "manifest.json"
-    if not m.is_file():
-        return False
-    manifest = json.loads(m.read_text())
-    return manifest["source"]["sha256"] == sha and manifest["verification"].get("passed") is not False
-
-
 def build(folder: Path, targets: tuple, root: Path, desc: str, failed: dict[str, str],
           calibration: list[str] | None = None, verify_texts: int = 16) -> dict[str, Path]:
     """Export `folder` to every target under `root`, reusing artifacts made from the same weights. A target
     whose export fails (drift past its bound, a library error) is recorded in `failed` and left out."""
     from tqdm.auto import tqdm
 
-    from roots_edge.exporters import ExportOptions, export, load_source
+    from roots_edge.exporters import ExportOptions, export, load_source, reusable
     from roots_edge.modelio import folder_hash
 
     sha, source, out = folder_hash(folder), None, {}
     options = ExportOptions(calibration=list(calibration or []), verify_texts=verify_texts)
     for target in tqdm(targets, desc=desc, unit="artifact"):
         path = root / target
-        if not _fresh(path, sha):
+        if not reusable(path, target, sha):
             try:
                 source = source or load_source(folder)
                 export(source, target, path, options, force=True, log=lambda *_: None)

@@ -107,6 +107,9 @@ class Exporter:
     format: ClassVar[str]
     targets: ClassVar[tuple[Target, ...]] = ()
     packages: ClassVar[tuple[str, ...]] = ()  # libraries whose versions the manifest records
+    # Bump when what an export writes changes (a new quantized form, say): cached artifacts of an older
+    # revision are then rebuilt instead of reused (`compile.reusable`).
+    revision: ClassVar[int] = 1
 
     def __init_subclass__(cls, format: str, **kw):
         super().__init_subclass__(**kw)

@@ -117,11 +117,24 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
             "export_seconds": round(seconds, 2),
             "verification": result,
             "versions": exporter.versions(),
+            "exporter_revision": exporter.revision,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extras,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
+
+
+def reusable(artifact: Path, target: str | Target, source_sha256: str) -> dict | None:
+    """The manifest of an artifact already at `artifact` that an export of `target` from the same weights,
+    by this exporter revision, would write again (and that passed or skipped verification); else None."""
+    target = get_target(target) if isinstance(target, str) else target
+    if not (Path(artifact) / MANIFEST).is_file():
+        return None
+    m = read_manifest(artifact)
+    same = (m.get("target") == target.name and m["source"]["sha256"] == source_sha256
+            and m.get("exporter_revision", 1) == exporter_for(target).revision)
+    return m if same and m["verification"].get("passed") is not False else None
 
 
 def read_manifest(artifact: Path) -> dict:

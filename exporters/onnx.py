@@ -26,6 +26,7 @@ class OnnxExporter(Exporter, format="onnx"):
         Target.make("onnx", "int4", DECODERS, INT4),
     )
     packages = ("torch", "onnx", "onnxruntime", "onnxruntime_genai")
+    revision = 2  # 2: onnx-int8 as 8-bit MatMulNBits blocks (decoders) and 7-bit weights (encoders)
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         import onnx

@@ -16,7 +16,7 @@ DEMO_TARGETS = ("gguf-q4", "onnx-int8", "openvino-int4")
 @click.option("--bench-runs", type=int, default=3, show_default=True, help="Benchmark runs per artifact (0: skip).")
 def demo(prompt, max_new_tokens, targets, bench_runs):
     """Build (or reuse) the default model, report its quality, generate a sample, export and verify it."""
-    from roots_edge.exporters import export, get_target, load_source, read_manifest, verification_table
+    from roots_edge.exporters import export, get_target, load_source, reusable, verification_table
     from roots_edge.model import LanguageModel
     from roots_edge.paths import home
 
@@ -36,8 +36,8 @@ def demo(prompt, max_new_tokens, targets, bench_runs):
         target = get_target(name)
         dest = home() / "artifacts" / "default" / target.name
         dests.append(dest)
-        cached = read_manifest(dest) if (dest / "manifest.json").is_file() else None
-        if cached and cached["source"]["sha256"] == source.sha256:
+        cached = reusable(dest, target, source.sha256)
+        if cached:
             click.echo(f"reusing {target.name} at {dest}")
             manifests.append(cached)
             continue

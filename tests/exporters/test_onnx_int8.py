@@ -220,3 +220,19 @@ def test_load_warns_when_a_legacy_int8_artifact_meets_other_kernels(forms, monke
     with warnings.catch_warnings():
         warnings.simplefilter("error", Int8KernelWarning)
         OnnxRuntimeBackend(forms["new"])
+
+
+def test_artifacts_of_the_old_onnx_revision_are_rebuilt_not_reused(loud, forms, tmp_path):
+    """The demo and the benchmark suite reuse cached artifacts; an onnx-int8 from before the fix must not be."""
+    from roots_edge.exporters import reusable
+
+    assert reusable(forms["new"], "onnx-int8", loud.sha256)["exporter_revision"] == 2
+    assert reusable(forms["new"], "onnx-int8", "another-model") is None
+    assert reusable(forms["new"], "onnx-int4", loud.sha256) is None
+    old = tmp_path / "old"
+    shutil.copytree(forms["new"], old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["exporter_revision"]                                  # written before revisions were recorded
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert reusable(old, "onnx-int8", loud.sha256) is None
+    assert reusable(tmp_path / "missing", "onnx-int8", loud.sha256) is None
