@@ -39,3 +39,32 @@ class VerificationError(RootsEdgeError):
 
 class OutputExistsError(RootsEdgeError):
     """An output path that already exists and was not allowed to be overwritten."""
+
+
+# ---- the runtime's errors: runtimes/ import these (this module imports nothing, so no torch either)
+class RuntimeLoadError(RootsEdgeError):
+    """An artifact that cannot be opened: missing, truncated, corrupt or of an unknown format."""
+
+
+class DeviceError(RootsEdgeError):
+    """A device that this machine (or this backend) does not offer."""
+
+
+class GenerationError(RootsEdgeError, ValueError):
+    """Generation settings or a prompt that cannot be run (a ValueError too, as before)."""
+
+
+class ContextOverflowError(GenerationError):
+    """A prompt that does not fit the model's context."""
+
+
+class TextInputError(RootsEdgeError, ValueError):
+    """Text that cannot be run: not a string, empty, or too long."""
+
+
+class BackendError(RootsEdgeError):
+    """A runtime library failed on input it had accepted (llama_decode returned an error, say)."""
+
+
+class BenchError(RootsEdgeError):
+    """An artifact whose measurement failed (the worker's own message says why)."""

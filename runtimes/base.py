@@ -11,12 +11,10 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from roots_edge.errors import RuntimeLoadError, TextInputError
+
 ENCODER_MAX_TOKENS = 256
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (gguf.GGUF_MAGIC as it lies on disk)  # truncation for classification / embedding inputs, the same on every backend
-
-
-class RuntimeLoadError(Exception):
-    """An artifact that cannot be opened: missing, truncated, corrupt or of an unknown format."""
 
 
 def load_tokenizer(folder: Path):
@@ -73,10 +71,6 @@ def check_sizes_against_manifest(folder: Path, hint: str) -> None:
 
 
 MAX_TEXT_CHARS = 100_000
-
-
-class TextInputError(ValueError):
-    """Text that cannot be run: not a string, empty, or too long."""
 
 
 def check_text(text) -> str:

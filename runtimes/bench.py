@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from roots_edge.errors import BenchError
+
 from .base import log_softmax
 
 
@@ -39,10 +41,6 @@ def weight_bytes(path: Path) -> int:
     files = [p] if p.is_file() else [*p.glob("*.gguf"), *p.glob("*.onnx"), *p.glob("*.onnx_data"),
                                      *p.glob("openvino_model.bin"), *p.glob("*.safetensors")]
     return sum(f.stat().st_size for f in files)
-
-
-class BenchError(RuntimeError):
-    """An artifact whose measurement failed (the worker's own message says why)."""
 
 
 def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], texts: list[str]) -> dict:
@@ -105,7 +103,7 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
 
         texts = stdlib_docstrings().val
     if truth is not None and len(truth) != len(texts):
-        raise ValueError(f"got {len(texts)} texts but {len(truth)} labels; give one label per text")
+        raise BenchError(f"got {len(texts)} texts but {len(truth)} labels; give one label per text")
     # keep labels aligned with their texts through the filtering and the slicing
     pairs = [(t, y) for t, y in zip(texts, truth or [None] * len(texts)) if t.strip()]
     pairs = pairs[-cfg.quality_texts * (4 if kind == "classifier" else 1):]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
+from roots_edge.errors import DeviceError
+
 DEVICES = ("cpu", "gpu", "apple", "auto")
 AUTO_ORDER = ("gpu", "apple", "cpu")  # best first
 
@@ -13,10 +15,6 @@ ORT_PROVIDERS = {
     "gpu": ("CUDAExecutionProvider", "DmlExecutionProvider", "ROCMExecutionProvider", "OpenVINOExecutionProvider"),
     "apple": ("CoreMLExecutionProvider",),
 }
-
-
-class DeviceError(Exception):
-    """A device that this machine (or this backend) does not offer."""
 
 
 @dataclass(frozen=True)

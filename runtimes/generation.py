@@ -9,17 +9,15 @@ from typing import Iterator
 
 import numpy as np
 
+from roots_edge.errors import ContextOverflowError, GenerationError
+
 from .sampling import GenerationConfig, Sampler
-
-
-class ContextOverflowError(ValueError):
-    """A prompt that does not fit the model's context."""
 
 
 def fit_prompt(ids: list[int], context_length: int, cfg: GenerationConfig) -> tuple[list[int], int]:
     """(prompt ids, how many new tokens fit) — fails clearly or keeps the prompt's tail when asked."""
     if not ids:
-        raise ValueError("the prompt encodes to no tokens")
+        raise GenerationError("the prompt encodes to no tokens; give at least one character the tokenizer keeps")
     if len(ids) >= context_length:
         if not cfg.truncate:
             raise ContextOverflowError(

@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from roots_edge.errors import BackendError, ContextOverflowError
+
 from .base import ENCODER_MAX_TOKENS, GGUF_MAGIC, Backend, RuntimeLoadError
 
 
@@ -189,7 +191,7 @@ class LlamaCppBackend(Backend, format="gguf"):
         if self.encoder:
             raise NotImplementedError(f"{self.path.name} is an encoder; it has no next-token logits")
         if not ids or self.n_past + len(ids) > self.n_ctx:
-            raise ValueError(f"{self.n_past} + {len(ids)} tokens do not fit the context of {self.n_ctx}")
+            raise ContextOverflowError(f"{self.n_past} + {len(ids)} tokens do not fit the context of {self.n_ctx}")
         rows, b = [], self._batch
         for start in range(0, len(ids), self.n_batch):
             chunk = ids[start:start + self.n_batch]
@@ -199,7 +201,7 @@ class LlamaCppBackend(Backend, format="gguf"):
                 b.logits[j] = all_logits or (last and j == len(chunk) - 1)
             b.n_tokens = len(chunk)
             if llama_cpp.llama_decode(self.llm.ctx, b) != 0:
-                raise RuntimeError(f"llama_decode failed at position {self.n_past} ({len(chunk)} tokens)")
+                raise BackendError(f"llama_decode failed at position {self.n_past} ({len(chunk)} tokens)")
             self.n_past += len(chunk)
             if all_logits:
                 ptr = llama_cpp.llama_get_logits(self.llm.ctx)
@@ -228,7 +230,7 @@ class LlamaCppBackend(Backend, format="gguf"):
         b.token[0], b.pos[0], b.n_seq_id[0], b.seq_id[0][0], b.logits[0] = token, self.n_past, 1, 0, True
         b.n_tokens = 1
         if llama_cpp.llama_decode(self.llm.ctx, b) != 0:
-            raise RuntimeError(f"llama_decode failed at position {self.n_past}")
+            raise BackendError(f"llama_decode failed at position {self.n_past}")
         self.n_past += 1
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,)).copy()
 
@@ -278,7 +280,7 @@ class LlamaCppBackend(Backend, format="gguf"):
             b.n_tokens = n
             self.reset()
             if llama_cpp.llama_encode(self.llm.ctx, b) != 0:
-                raise RuntimeError(f"llama_encode failed on {len(rows)} texts ({n} tokens)")
+                raise BackendError(f"llama_encode failed on {len(rows)} texts ({n} tokens)")
             for seq, row in enumerate(rows):
                 ptr = llama_cpp.llama_get_embeddings_seq(self.llm.ctx, seq)
                 out[row] = np.ctypeslib.as_array(ptr, shape=(width,))

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from roots_edge.errors import GenerationError
+
 
 @dataclass
 class GenerationConfig:
@@ -19,9 +21,10 @@ class GenerationConfig:
 
     def __post_init__(self):
         if self.max_new_tokens < 0:
-            raise ValueError("max_new_tokens must be >= 0")
+            raise GenerationError(f"max_new_tokens must be >= 0; got {self.max_new_tokens}")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise ValueError("temperature >= 0, 0 < top_p <= 1 and top_k >= 0 are required")
+            raise GenerationError(f"temperature >= 0, 0 < top_p <= 1 and top_k >= 0 are required; got temperature "
+                                  f"{self.temperature}, top_p {self.top_p}, top_k {self.top_k}")
         self.stop = tuple(self.stop)
 
 

@@ -19,14 +19,13 @@ def _load(artifact, device, threads):
 
 
 def _run_guarded(fn):
-    """Runtime errors (not RootsEdgeError subclasses) become clean CLI errors too."""
-    from roots_edge.runtimes.base import RuntimeLoadError
-    from roots_edge.runtimes.devices import DeviceError
-    from roots_edge.runtimes.generation import ContextOverflowError
+    """Run `fn` now (a streamed generation starts inside it): its RootsEdgeError becomes a one-line CLI error.
+    Anything else is a bug and keeps its traceback."""
+    from roots_edge.errors import RootsEdgeError
 
     try:
         return fn()
-    except (RuntimeLoadError, DeviceError, ContextOverflowError, ValueError, TypeError) as exc:
+    except RootsEdgeError as exc:
         raise click.ClickException(str(exc)) from None
 
 
