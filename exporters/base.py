@@ -128,7 +128,7 @@ class Exporter:
         return backend_class(self.format)(out, device="cpu", threads=options.threads)
 
     def versions(self) -> dict:
-        from roots_edge.runtimes.machine import versions
+        from roots_edge.versions import versions
 
         return versions(self.packages)
 

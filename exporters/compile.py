@@ -42,22 +42,34 @@ def heldout_texts(folder: Path, record: dict) -> list[str]:
     return stdlib_docstrings().val
 
 
-def load_source(model, *, calibration: Path | None = None) -> Source:
-    """A `Source` from a model folder (None: the default model) or a `LanguageModel`."""
-    from roots_edge.model import LanguageModel
-    from roots_edge.modelio import folder_hash, read_record
+def load_source(model=None, *, calibration: Path | None = None) -> Source:
+    """A `Source` from a model folder (None: the embedded default model) or from a model already loaded
+    in memory: anything with `path`, `spec`, `model` and `tokenizer` (a `LanguageModel`, which lives a layer
+    above the exporters and is therefore not imported here)."""
+    from roots_edge.modelio import check_folder, folder_hash, load_torch, read_record, resolve
 
-    lm = model if isinstance(model, LanguageModel) else LanguageModel.from_pretrained(model)
-    if lm.path is None:
-        raise DataError("export needs a model saved on disk: call save_pretrained(dir) first")
+    if all(hasattr(model, a) for a in ("path", "spec", "model", "tokenizer")):
+        folder, spec, torch_model, tokenizer = model.path, model.spec, model.model, model.tokenizer
+        if folder is None:
+            raise DataError("export needs a model saved on disk: call save_pretrained(dir) first")
+    else:
+        if model is None:
+            from roots_edge.default import ensure_default_model
+
+            folder = ensure_default_model()
+        else:
+            folder = resolve(model)
+        spec = check_folder(folder)
+        torch_model, tokenizer = load_torch(folder, spec)
+    folder = Path(folder)
     if calibration is not None:
         from roots_edge.data import read_corpus
 
         heldout = read_corpus([calibration]).documents
     else:
-        heldout = heldout_texts(lm.path, read_record(lm.path))
-    return Source(folder=lm.path, spec=lm.spec, model=lm.model, tokenizer=lm.tokenizer,
-                  sha256=folder_hash(lm.path), heldout=heldout)
+        heldout = heldout_texts(folder, read_record(folder))
+    return Source(folder=folder, spec=spec, model=torch_model, tokenizer=tokenizer,
+                  sha256=folder_hash(folder), heldout=heldout)
 
 
 def _split_texts(source: Source, options: ExportOptions) -> tuple[list[str], list[str]]:

@@ -88,10 +88,10 @@ def classifier_parity(source: Source, runtime, texts: list[str]) -> Parity:
 
 
 def embedding_parity(source: Source, runtime, texts: list[str]) -> Parity:
-    from roots_edge.model import LanguageModel
+    from roots_edge.classify import embed
 
     ref = source.cached(("embedding-reference", tuple(texts)),                              # (N, C), normalised
-                        lambda: LanguageModel(source.model, source.tokenizer, source.spec).embed(texts))
+                        lambda: embed(source.model, source.tokenizer, texts))
     art = np.asarray(runtime.embed(texts), dtype=np.float64)
     art = art / np.linalg.norm(art, axis=-1, keepdims=True)
     return Parity("embedding", len(texts), min_cosine=float((ref * art).sum(-1).min()))

@@ -38,7 +38,12 @@ class LanguageModel:
         """A local Hugging Face folder of a supported family; None builds or reuses the default model."""
         from .modelio import check_folder, load_torch, read_record, resolve
 
-        folder = resolve(path, allow_download=allow_download)
+        if path is None:
+            from .default import ensure_default_model
+
+            folder = ensure_default_model()
+        else:
+            folder = resolve(path, allow_download=allow_download)
         spec = check_folder(folder)
         model, tokenizer = load_torch(folder, spec)
         return cls(model, tokenizer, spec, folder, read_record(folder))
@@ -145,22 +150,10 @@ class LanguageModel:
 
     def embed(self, texts: str | Sequence[str]):
         """Mean-pooled, L2-normalised last hidden states (numpy, one row per text)."""
-        import torch
+        from .classify import embed
 
         single = isinstance(texts, str)
-        texts = [_check_text(t) for t in ([texts] if single else list(texts))]
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
-
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=ENCODER_MAX_TOKENS,
-                             return_tensors="pt")
-        with torch.no_grad():
-            out = self.model(**enc, output_hidden_states=True)
-        hidden = out.hidden_states[-1]                                   # (B, T, C)
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)      # (B, T, 1)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        pooled = embed(self.model, self.tokenizer, [_check_text(t) for t in ([texts] if single else list(texts))])
         return pooled[0] if single else pooled
 
     def evaluate(self, texts: Sequence[str], labels: Sequence | None = None):

@@ -80,12 +80,9 @@ def check_folder(folder: Path) -> ModelSpec:
     return spec
 
 
-def resolve(model: str | Path | None, *, allow_download: bool = False) -> Path:
-    """A local folder for `model`: None is the embedded default (built on first use)."""
-    if model is None:
-        from .default import ensure_default_model
-
-        return ensure_default_model()
+def resolve(model: str | Path, *, allow_download: bool = False) -> Path:
+    """A local folder for `model`: a path, or a Hub id fetched only when `allow_download`. The embedded
+    default model is `default.ensure_default_model()`, an explicit call (it may train for minutes)."""
     path = Path(model).expanduser()
     if path.exists() or not HUB_ID.match(str(model)):
         check_folder(path)
@@ -130,7 +127,7 @@ def folder_hash(folder: Path) -> str:
 
 
 def versions() -> dict:
-    from .runtimes.machine import versions as installed
+    from .versions import versions as installed
 
     return installed(("torch", "transformers", "tokenizers"))
 

@@ -5,9 +5,10 @@ import functools
 import os
 import platform
 import time
-from importlib import metadata
 
 import numpy as np
+
+from roots_edge.versions import LIBRARIES, versions  # noqa: F401 - re-exported: bench and manifests use them
 
 FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI",
          "amx_int8": "AMX-INT8", "f16c": "F16C", "fma": "FMA", "asimd": "NEON", "neon": "NEON",
@@ -15,7 +16,6 @@ FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI", "av
 # numpy's own run-time CPU detection (CPUID on x86, HWCAP on ARM) -> the names above
 NUMPY_FLAGS = {"AVX2": "AVX2", "AVX512F": "AVX-512", "AVX512VNNI": "AVX512-VNNI", "F16C": "F16C", "FMA3": "FMA",
                "ASIMD": "NEON", "ASIMDDP": "NEON-DOTPROD", "SVE": "SVE"}
-LIBRARIES = ("numpy", "onnxruntime", "openvino", "llama_cpp_python", "torch", "transformers", "tokenizers")
 
 
 def cpuid_flags() -> set[str] | None:
@@ -80,17 +80,6 @@ def verification_cpu() -> dict:
     """What a manifest records about the CPU an artifact was verified on."""
     cpu = cpu_info()
     return {"model": cpu["model"], "arch": cpu["arch"], "flags": cpu["flags"], "int8_kernels": int8_kernel_class(cpu)}
-
-
-def versions(names: tuple[str, ...] = LIBRARIES) -> dict:
-    """Installed versions of `names` (import-style names; looked up as distributions), plus Python."""
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 @functools.lru_cache(maxsize=None)

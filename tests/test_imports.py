@@ -1,0 +1,108 @@
+"""Layers only point down: the package's import graph, function-level imports included, has no cycle.
+
+A function-level import that dodges a cycle at import time is still a cycle in the design (the shared
+piece belongs a layer lower), so every `import` / `from ... import` anywhere in a module counts."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# installed package name -> folder (pyproject.toml's package-dir)
+PACKAGES = {"roots_edge": ROOT / "roots_edge", "roots_edge.exporters": ROOT / "exporters",
+            "roots_edge.runtimes": ROOT / "runtimes", "roots_edge.models": ROOT / "models"}
+
+
+# `roots_edge/__init__.py` is a lazy facade: `from roots_edge import LanguageModel` depends on roots_edge.model
+FACADE = {"roots_edge.LanguageModel": "roots_edge.model", "roots_edge.load": "roots_edge.runtimes"}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for package, folder in PACKAGES.items():
+        for f in folder.rglob("*.py"):
+            parts = [p for p in f.relative_to(folder).with_suffix("").parts if p != "__init__"]
+            out[".".join([package, *parts])] = f
+    return out
+
+
+def imported(module: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The package's own modules that `module` imports, anywhere in its body."""
+    base = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            target = node.module or ""
+            if node.level:
+                anchor = base
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                target = f"{anchor}.{node.module}" if node.module else anchor
+            names |= {target} | {f"{target}.{a.name}" for a in node.names}
+    deps = set()
+    for name in names:
+        name = FACADE.get(name, name)
+        while name and name not in known:       # `pkg.mod.func` -> `pkg.mod`
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            deps.add(name)
+    return deps
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    # a package's __init__ only re-exports (lazily, for the facade): importing a submodule is not a use of it
+    return {m: {d for d in imported(m, p, known) if known[d].name != "__init__.py" or d in PACKAGES.keys() - {"roots_edge"}}
+            for m, p in known.items()}
+
+
+def test_the_import_graph_has_no_cycle():
+    assert cycles(graph()) == []
+
+
+def test_the_checker_sees_function_level_cycles(tmp_path):
+    g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(g) == [["a", "b", "c"]]
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from roots_edge.model import LanguageModel\n    from roots_edge import load\n")
+    assert imported("roots_edge.exporters.x", src, modules()) - {"roots_edge"} == {"roots_edge.model", "roots_edge.runtimes"}
+
+
+def test_leaves_import_nothing_of_roots_edge():
+    known = modules()
+    for leaf in ("roots_edge.errors", "roots_edge.versions", "roots_edge.paths", "roots_edge.spec"):
+        assert imported(leaf, known[leaf], known) <= {"roots_edge.errors", "roots_edge.paths"}, leaf
