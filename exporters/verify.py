@@ -77,21 +77,25 @@ def _decoder_reference(source: Source, texts: list[str]) -> list[tuple[np.ndarra
     return source.cached(("decoder-reference", tuple(texts)), run)
 
 
-def classifier_parity(source: Source, runtime, texts: list[str]) -> Parity:
-    from roots_edge.classify import predict_proba
+def _reference_backend(source: Source):
+    """The PyTorch model behind the runtime API: references are tokenized as every artifact's backend does."""
+    from roots_edge.runtimes.torch import TorchBackend
 
-    ref = source.cached(("classifier-reference", tuple(texts)),
-                        lambda: predict_proba(source.model, source.tokenizer, texts))      # (N, C)
+    return source.cached("torch-backend", lambda: TorchBackend.from_model(source.model, source.tokenizer,
+                                                                           source.spec, source.folder))
+
+
+def classifier_parity(source: Source, runtime, texts: list[str]) -> Parity:
+    ref = source.cached(("classifier-reference", tuple(texts)),                              # (N, C)
+                        lambda: np.exp(log_softmax(_reference_backend(source).classify_logits(texts))))
     art = np.exp(log_softmax(runtime.classify_logits(texts)))                              # (N, C)
     return Parity("classifier", len(texts), agreement=float((ref.argmax(-1) == art.argmax(-1)).mean()),
                   max_prob_diff=float(np.abs(ref - art).max()))
 
 
 def embedding_parity(source: Source, runtime, texts: list[str]) -> Parity:
-    from roots_edge.classify import embed
-
     ref = source.cached(("embedding-reference", tuple(texts)),                              # (N, C), normalised
-                        lambda: embed(source.model, source.tokenizer, texts))
+                        lambda: np.asarray(_reference_backend(source).embed(texts), dtype=np.float64))
     art = np.asarray(runtime.embed(texts), dtype=np.float64)
     art = art / np.linalg.norm(art, axis=-1, keepdims=True)
     return Parity("embedding", len(texts), min_cosine=float((ref * art).sum(-1).min()))

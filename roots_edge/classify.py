@@ -86,19 +86,6 @@ def predict_proba(model, tokenizer, texts: list[str], max_length: int = ENCODER_
     return np.concatenate(out)
 
 
-@torch.no_grad()
-def embed(model, tokenizer, texts: list[str], max_length: int = ENCODER_MAX_TOKENS) -> np.ndarray:
-    """Mean-pooled, L2-normalised last hidden states, one row per text: (N, C)."""
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    out = model(**enc, output_hidden_states=True)
-    hidden = out.hidden_states[-1]                                   # (B, T, C)
-    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)      # (B, T, 1)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)       # (B, C)
-    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
-
-
 def report(model, tokenizer, data: Labeled, max_length: int = ENCODER_MAX_TOKENS) -> ClassifierReport:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     probs = predict_proba(model, tokenizer, data.texts, max_length)

@@ -110,50 +110,42 @@ class LanguageModel:
         return metrics
 
     # ------------------------------------------------------------------ inference (PyTorch reference)
+    def _runtime(self):
+        """This model (as it is now) behind the runtime's API: the one inference path of every backend."""
+        from .runtimes.edge import EdgeModel
+        from .runtimes.torch import TorchBackend
+
+        return EdgeModel(TorchBackend.from_model(self.model, self.tokenizer, self.spec, self.path), self.path or Path("."))
+
     def predict(self, text: str | Sequence[str]):
         """{"label", "score"} for one text, a list of them for a list."""
-        from .classify import predict_proba
-
         if self.spec.task != "classification":
             raise UnsupportedModelError(f"{self.spec.architecture} has no classification head; "
                                         "call finetune(texts, labels) first")
         single = isinstance(text, str)
         texts = [_check_text(t) for t in ([text] if single else list(text))]
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        probs = predict_proba(self.model, self.tokenizer, texts)
-        out = [{"label": self.spec.id2label[int(p.argmax())], "score": float(p.max())} for p in probs]
+        out = [{"label": p["label"], "score": p["score"]} for p in self._runtime().classify(texts)]
         return out[0] if single else out
 
     def generate(self, prompt: str, max_new_tokens: int = 40, *, temperature: float = 0.0,
                  top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
-        import torch
+        """The continuation of `prompt`, through the runtime's decode loop and sampler: the same arguments give
+        the same text as `roots_edge.load(folder).generate(...)` on this model's folder or its f32 artifacts."""
+        from .errors import GenerationError
 
         if self.spec.task != "causal-lm":
             raise UnsupportedModelError(f"{self.spec.architecture} is not a causal LM; it cannot generate text")
         _check_text(prompt)
-        enc = self.tokenizer(prompt, return_tensors="pt")
-        n = enc["input_ids"].shape[1]
-        room = self.spec.context_length - n
-        if room <= 0:
-            raise DataError(f"the prompt has {n} tokens; the context holds {self.spec.context_length}")
-        if seed is not None:
-            torch.manual_seed(seed)
-        sample = temperature > 0
-        kwargs = dict(do_sample=sample, max_new_tokens=min(max_new_tokens, room),
-                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        if sample:
-            kwargs.update(temperature=temperature, top_k=top_k or None, top_p=top_p)
-        with torch.no_grad():
-            ids = self.model.generate(**enc, **kwargs)
-        return self.tokenizer.decode(ids[0, n:], skip_special_tokens=True)
+        try:
+            return self._runtime().generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k,
+                                            top_p=top_p, seed=seed)
+        except GenerationError as exc:   # a prompt longer than the context, settings out of range
+            raise DataError(str(exc)) from None
 
     def embed(self, texts: str | Sequence[str]):
         """Mean-pooled, L2-normalised last hidden states (numpy, one row per text)."""
-        from .classify import embed
-
         single = isinstance(texts, str)
-        pooled = embed(self.model, self.tokenizer, [_check_text(t) for t in ([texts] if single else list(texts))])
+        pooled = self._runtime().embed([_check_text(t) for t in ([texts] if single else list(texts))])
         return pooled[0] if single else pooled
 
     def evaluate(self, texts: Sequence[str], labels: Sequence | None = None):

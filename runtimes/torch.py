@@ -16,20 +16,36 @@ class TorchBackend(Backend, format="torch"):
         from roots_edge.errors import RootsEdgeError
         from roots_edge.modelio import check_folder, load_torch
 
-        self.placement = place("torch", device)
         if threads:
             torch.set_num_threads(threads)
         try:
-            self.spec = check_folder(Path(path))
-            self.model, _ = load_torch(Path(path), self.spec)
+            spec = check_folder(Path(path))
+            model, _ = load_torch(Path(path), spec)
         except RootsEdgeError as exc:
             raise RuntimeLoadError(str(exc)) from None
-        self.model.to(self.placement.setting)
-        self.torch = torch
-        self.path = Path(path)
-        self.tok = load_tokenizer(path)
-        gen = read_json(self.path / "generation_config.json")
-        eos = gen.get("eos_token_id", self.spec.eos_token_id)
+        eos = read_json(Path(path) / "generation_config.json").get("eos_token_id", spec.eos_token_id)
+        self._setup(model, load_tokenizer(path), spec, eos, place("torch", device), Path(path))
+
+    @classmethod
+    def from_model(cls, model, tokenizer, spec, path: Path | None = None, device: str = "cpu") -> "TorchBackend":
+        """Over a transformers model already in memory (what `LanguageModel` holds): its fast tokenizer's
+        `tokenizers.Tokenizer` (a copy), EOS from its generation config."""
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        tok.no_truncation()
+        tok.no_padding()
+        gen = getattr(model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+        self = cls.__new__(cls)
+        self._setup(model, tok, spec, spec.eos_token_id if eos is None else eos, place("torch", device), path)
+        return self
+
+    def _setup(self, model, tok, spec, eos, placement, path: Path | None) -> None:
+        import torch
+
+        self.torch, self.spec, self.placement, self.path, self.tok = torch, spec, placement, path, tok
+        self.model = model.to(placement.setting)
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.context_length = self.spec.context_length
         self.labels = self.spec.labels
@@ -76,7 +92,7 @@ class TorchBackend(Backend, format="torch"):
 
     # text -------------------------------------------------------------------------
     def info(self) -> dict:
-        size = sum(p.stat().st_size for p in self.path.glob("*.safetensors"))
+        size = sum(p.stat().st_size for p in self.path.glob("*.safetensors")) if self.path else 0
         return {"format": "torch", "precision": "fp32", "backend": "torch", "device": self.placement.device,
                 "setting": self.placement.setting, "file_size": size, "context_length": self.context_length,
                 "task": self.spec.task, "labels": self.labels}

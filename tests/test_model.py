@@ -64,6 +64,32 @@ def test_generate_and_errors(tiny_llama):
         model.finetune(["a", "b"], ["x", "x"])
 
 
+def test_one_inference_path_one_seed_one_text(tiny_llama, tiny_bert_classifier):
+    """LanguageModel and roots_edge.load on the same folder: the same seed gives the same sampled text, the same
+    greedy ids as Hugging Face's own greedy `generate`, and the same labels and embeddings."""
+    import numpy as np
+    import torch
+
+    import roots_edge
+
+    model, edge = LanguageModel.from_pretrained(tiny_llama), roots_edge.load(tiny_llama, device="cpu")
+    for seed in (1, 7):
+        kw = dict(temperature=0.9, top_k=40, top_p=0.95, seed=seed)
+        assert model.generate("Return the", 24, **kw) == edge.generate("Return the", 24, **kw)
+    assert model.generate("Return the", 24, temperature=0.9, seed=1) != model.generate("Return the", 24,
+                                                                                           temperature=0.9, seed=2)
+    ids = model.tokenizer("Return the", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        hf = model.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False,
+                                  pad_token_id=model.spec.pad_token_id)[0, ids.shape[1]:].tolist()
+    assert edge.generate_ids(ids[0].tolist(), 16, ignore_eos=True) == hf
+    assert model.generate("Return the", 16) == model.tokenizer.decode(hf, skip_special_tokens=True)
+    clf, clf_edge = LanguageModel.from_pretrained(tiny_bert_classifier), roots_edge.load(tiny_bert_classifier, device="cpu")
+    texts = ["A wonderful film.", "An awful, boring film."]
+    assert [p["label"] for p in clf.predict(texts)] == [p["label"] for p in clf_edge.classify(texts)]
+    assert np.allclose(clf.embed(texts), clf_edge.embed(texts), atol=1e-6)
+
+
 def test_lm_finetune_lowers_perplexity_on_new_text(tiny_llama):
     model = LanguageModel.from_pretrained(tiny_llama)
     texts = [f"The parrot number {i} says hello to the parrot number {i + 1}." for i in range(200)]
