@@ -65,14 +65,34 @@ def with_classifier_head(model, spec: ModelSpec, labels: list[str]):
     return new
 
 
-def _batches(tokenizer, texts, labels, label_ids, batch_size, max_length, rng=None):
-    order = np.arange(len(texts)) if rng is None else rng.permutation(len(texts))
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        enc = tokenizer([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
-        y = torch.tensor([label_ids[labels[j]] for j in idx])
-        yield enc, y
+@dataclass
+class Epochs:
+    """Labeled texts in shuffled batches, epoch after epoch. Epoch e's order comes from (seed, e) alone, so a
+    step's batch does not depend on the steps before it (a resumed run sees the same batches)."""
+
+    tokenizer: object
+    data: Labeled
+    label_ids: dict
+    batch_size: int
+    max_length: int
+    seed: int = 0
+
+    @property
+    def per_epoch(self) -> int:
+        return math.ceil(len(self.data.texts) / self.batch_size)
+
+    def draw(self, step: int, rng: np.random.Generator, world: int, rank: int) -> dict:
+        epoch, i = divmod(step, self.per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.data.texts))
+        idx = order[i * self.batch_size:(i + 1) * self.batch_size][rank::world]
+        enc = self.tokenizer([self.data.texts[j] for j in idx], padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        return {**enc, "labels": torch.tensor([self.label_ids[self.data.labels[j]] for j in idx])}
+
+
+def label_loss(model, batch: dict):
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return torch.nn.functional.cross_entropy(model(**inputs).logits, batch["labels"])
 
 
 @torch.no_grad()
@@ -95,8 +115,9 @@ def report(model, tokenizer, data: Labeled, max_length: int = ENCODER_MAX_TOKENS
 
 def finetune_classifier(model, tokenizer, spec: ModelSpec, data: Labeled, cfg: FinetuneConfig,
                         progress: bool = True):
-    """Returns (classifier model, metrics). Early-stops on validation loss when a split is possible."""
-    from tqdm.auto import tqdm
+    """Returns (classifier model, metrics), trained by `fit`. Early-stops on validation loss (evaluated every
+    epoch) when a split is possible."""
+    from .fit import FitConfig, fit
 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -109,45 +130,23 @@ def finetune_classifier(model, tokenizer, spec: ModelSpec, data: Labeled, cfg: F
     label_ids = {lab: i for i, lab in enumerate(labels)}
     train, val = split_labeled(data, cfg.val_fraction)
     lr = cfg.lr if cfg.lr is not None else (1e-4 if spec.family == "bert" else 1e-3)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    optim = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * math.ceil(len(train.texts) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: max(0.05, 1 - s / max(1, steps)))
-    best, best_state, bad, history = float("inf"), None, 0, []
-    bar = tqdm(range(cfg.epochs), desc="finetune", disable=not progress, unit="epoch")
-    for epoch in bar:
-        clf.train()
-        total = 0.0
-        for enc, y in _batches(tokenizer, train.texts, train.labels, label_ids, cfg.batch_size, cfg.max_length, rng):
-            loss = torch.nn.functional.cross_entropy(clf(**enc).logits, y)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
-            optim.step()
-            sched.step()
-            total += loss.item() * len(y)
-        entry = {"epoch": epoch + 1, "train_loss": round(total / len(train.texts), 4)}
-        if val is not None:
-            probs = predict_proba(clf, tokenizer, val.texts, cfg.max_length)
-            y = np.array([label_ids[lab] for lab in val.labels])
-            vloss = float(-np.log(probs[np.arange(len(y)), y] + 1e-12).mean())
-            entry["val_loss"] = round(vloss, 4)
-            entry["val_accuracy"] = round(float((probs.argmax(-1) == y).mean()), 4)
-            if vloss < best - 1e-4:
-                best, bad = vloss, 0
-                best_state = {k: v.detach().clone() for k, v in clf.state_dict().items()}
-            else:
-                bad += 1
-        history.append(entry)
-        bar.set_postfix({k: v for k, v in entry.items() if k != "epoch"})
-        if val is not None and bad >= cfg.patience:
-            break
-    if best_state is not None:
-        clf.load_state_dict(best_state)
-    clf.eval()
+    batches = Epochs(tokenizer, train, label_ids, cfg.batch_size, cfg.max_length, cfg.seed)
+    evaluate = None
+    if val is not None:
+        y = np.array([label_ids[lab] for lab in val.labels])
+
+        def evaluate(m):
+            probs = predict_proba(m, tokenizer, val.texts, cfg.max_length)                # (N, C)
+            return {"val_loss": float(-np.log(probs[np.arange(len(y)), y] + 1e-12).mean()),
+                    "val_accuracy": float((probs.argmax(-1) == y).mean())}
+    fit_cfg = FitConfig(steps=cfg.epochs * batches.per_epoch, lr=lr, decay="linear", floor=0.05,
+                        weight_decay=cfg.weight_decay, decay_all=True, eval_every=batches.per_epoch,
+                        patience=cfg.patience, seed=cfg.seed, monitor="val_loss", desc="finetune")
+    result = fit(clf, batches, label_loss, fit_cfg, evaluate=evaluate, progress=progress)
+    history = [{"epoch": e["step"] // batches.per_epoch, **{k: v for k, v in e.items() if k != "step"}}
+               for e in result.history]
     metrics = {"train_examples": len(train.texts), "val_examples": len(val.texts) if val else 0,
-               "epochs": len(history), "lr": lr, "history": history,
+               "epochs": math.ceil(result.steps / batches.per_epoch), "lr": lr, "history": history,
                "train": report(clf, tokenizer, train, cfg.max_length).to_dict()}
     if val is not None:
         metrics["val"] = report(clf, tokenizer, val, cfg.max_length).to_dict()

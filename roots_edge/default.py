@@ -29,13 +29,19 @@ def checkpoint_dir_for(out: Path) -> Path:
 
 def build_from_recipe(recipe: Recipe, out: Path, *, corpus: Corpus | None = None, progress: bool = True,
                       restart: bool = False, overwrite: bool = False, log=print) -> Path:
-    """Train `recipe` into the model folder `out`; resumes from `out`'s checkpoint if one is there."""
+    """Train `recipe` into the model folder `out`; resumes from `out`'s checkpoint if one is there. Under
+    `torchrun` every process builds the same corpus, tokenizer and model, `fit` splits each batch between
+    them, and rank 0 alone logs and writes."""
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM
 
+    from .fit import distributed
     from .tokenizer import to_transformers, train_bpe
     from .train import TokenStream, llama_config, run_key, stream_nll, train_lm, unigram_nll
 
+    world, rank = distributed()
+    if rank > 0:
+        log = lambda *_: None  # noqa: E731
     out = Path(out)
     t_start = time.perf_counter()
     corpus = corpus or load_corpus(recipe.corpus)
@@ -53,8 +59,10 @@ def build_from_recipe(recipe: Recipe, out: Path, *, corpus: Corpus | None = None
     log(f"model: Llama, {recipe.model.num_layers} layers, hidden {recipe.model.hidden_size}, "
         f"{n_params / 1e6:.2f} M parameters")
     ckpt = checkpoint_dir_for(out)
-    if restart and ckpt.exists():
+    if restart and ckpt.exists() and rank == 0:
         shutil.rmtree(ckpt)
+    if world > 1:
+        torch.distributed.barrier()
     key = run_key(recipe.to_dict(), corpus.sha256, tok.get_vocab_size())
     result = train_lm(model, streams, recipe.train, checkpoint_dir=ckpt, key=key, progress=progress,
                       desc=recipe.name)
@@ -83,8 +91,11 @@ def build_from_recipe(recipe: Recipe, out: Path, *, corpus: Corpus | None = None
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - t_start, 1),
     }
-    save_folder(model, to_transformers(tok, recipe.model.context_length), out, record, overwrite=overwrite)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    if rank == 0:
+        save_folder(model, to_transformers(tok, recipe.model.context_length), out, record, overwrite=overwrite)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    if world > 1:
+        torch.distributed.barrier()
     log(f"validation perplexity {metrics['val_perplexity']:.1f} vs unigram baseline "
         f"{metrics['unigram_perplexity']:.1f} ({result.steps} steps, {result.seconds:.0f} s) -> {out}")
     return out

@@ -105,7 +105,7 @@ class LanguageModel:
         self.path = None  # in memory only until save_pretrained
         metrics = {"steps": result.steps, "seconds": round(result.seconds, 1),
                    "val_perplexity_before": math.exp(before) if before == before else None,
-                   "val_perplexity": math.exp(result.val_nll) if result.val_nll < float("inf") else None}
+                   "val_perplexity": math.exp(result.best) if result.best < float("inf") else None}
         self.record.setdefault("history", []).append({"kind": "finetune-lm", "metrics": metrics})
         return metrics
 

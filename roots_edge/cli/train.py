@@ -24,7 +24,10 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
     """Pretrain a Llama-architecture causal LM from a RECIPE (resumes an interrupted run)."""
     from roots_edge.default import build_from_recipe
     from roots_edge.errors import OutputExistsError
+    from roots_edge.fit import init_distributed
     from roots_edge.recipes import load_recipe
+
+    init_distributed()  # launched by torchrun: join its process group (gloo); alone: nothing
 
     r = load_recipe(recipe)
     if data:
