@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> str:
     cfg = BenchConfig(runs=args.runs, threads=args.threads, quality_texts=8)
     result = bench(list(paths.values()), cfg, reference=Path(model))
     names = {p: n for n, p in paths.items()}
-    report = [f"# onnx-int8 before and after the saturation fix\n", machine_line(result["machine"]), "",
+    report = ["# onnx-int8 before and after the saturation fix\n", machine_line(result["machine"]), "",
               f"## Decoder: {Path(model).name}, pp{cfg.prompt_tokens} / tg{cfg.gen_tokens}, {args.runs} runs", "",
               table(result, names, "decoder")]
     if args.classifier:

@@ -10,13 +10,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from roots_edge.errors import DataError, OutputExistsError
+from roots_edge.manifest import FILE as MANIFEST
+from roots_edge.manifest import FileEntry, Manifest, SourceInfo, Verification
 from roots_edge.paths import atomic_dir
 from roots_edge.runtimes.machine import verification_cpu
 
 from .base import ExportOptions, Source, Target, check_family, exporter_for, get_target
 from .verify import verify
 
-MANIFEST = "manifest.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -115,38 +116,32 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
             result = {"passed": None, "skipped": "--no-verify"}
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         weight_bytes = extras.pop("weight_bytes", None) or sum(p.stat().st_size for p in files)
-        manifest = {
-            "target": target.name,
-            "format": target.format,
-            "precision": target.precision,
-            "source": {"path": str(source.folder), "sha256": source.sha256,
-                       "architecture": source.spec.architecture, "family": source.spec.family,
-                       "task": source.spec.task, "labels": source.spec.labels},
-            "files": [{"name": str(p.relative_to(tmp)), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                      for p in files],
-            "size_bytes": sum(p.stat().st_size for p in files),
-            "bits_per_weight": bits_per_weight(weight_bytes, source.model),
-            "export_seconds": round(seconds, 2),
-            "verification": result,
-            "versions": exporter.versions(),
-            "exporter_revision": exporter.revision,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **extras,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-    return manifest
+        manifest = Manifest(
+            target=target.name, format=target.format, precision=target.precision,
+            source=SourceInfo(path=str(source.folder), sha256=source.sha256, architecture=source.spec.architecture,
+                              family=source.spec.family, task=source.spec.task, labels=source.spec.labels),
+            files=[FileEntry(str(p.relative_to(tmp)), p.stat().st_size, sha256_file(p)) for p in files],
+            size_bytes=sum(p.stat().st_size for p in files),
+            bits_per_weight=bits_per_weight(weight_bytes, source.model),
+            export_seconds=round(seconds, 2),
+            verification=Verification(**result),
+            versions=exporter.versions(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            exporter_revision=exporter.revision,
+            details=extras,
+        )
+        manifest.write(tmp)
+    return manifest.to_dict()
 
 
 def reusable(artifact: Path, target: str | Target, source_sha256: str) -> dict | None:
     """The manifest of an artifact already at `artifact` that an export of `target` from the same weights,
     by this exporter revision, would write again (and that passed or skipped verification); else None."""
     target = get_target(target) if isinstance(target, str) else target
-    if not (Path(artifact) / MANIFEST).is_file():
-        return None
-    m = read_manifest(artifact)
-    same = (m.get("target") == target.name and m["source"]["sha256"] == source_sha256
-            and m.get("exporter_revision", 1) == exporter_for(target).revision)
-    return m if same and m["verification"].get("passed") is not False else None
+    m = Manifest.read(artifact)
+    same = (m is not None and m.target == target.name and m.source.sha256 == source_sha256
+            and m.exporter_revision == exporter_for(target).revision and m.verification.passed is not False)
+    return m.to_dict() if same else None
 
 
 def read_manifest(artifact: Path) -> dict:

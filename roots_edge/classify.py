@@ -131,18 +131,17 @@ def finetune_classifier(model, tokenizer, spec: ModelSpec, data: Labeled, cfg: F
     train, val = split_labeled(data, cfg.val_fraction)
     lr = cfg.lr if cfg.lr is not None else (1e-4 if spec.family == "bert" else 1e-3)
     batches = Epochs(tokenizer, train, label_ids, cfg.batch_size, cfg.max_length, cfg.seed)
-    evaluate = None
-    if val is not None:
+    def val_metrics(m):
         y = np.array([label_ids[lab] for lab in val.labels])
+        probs = predict_proba(m, tokenizer, val.texts, cfg.max_length)                    # (N, C)
+        return {"val_loss": float(-np.log(probs[np.arange(len(y)), y] + 1e-12).mean()),
+                "val_accuracy": float((probs.argmax(-1) == y).mean())}
 
-        def evaluate(m):
-            probs = predict_proba(m, tokenizer, val.texts, cfg.max_length)                # (N, C)
-            return {"val_loss": float(-np.log(probs[np.arange(len(y)), y] + 1e-12).mean()),
-                    "val_accuracy": float((probs.argmax(-1) == y).mean())}
     fit_cfg = FitConfig(steps=cfg.epochs * batches.per_epoch, lr=lr, decay="linear", floor=0.05,
                         weight_decay=cfg.weight_decay, decay_all=True, eval_every=batches.per_epoch,
                         patience=cfg.patience, seed=cfg.seed, monitor="val_loss", desc="finetune")
-    result = fit(clf, batches, label_loss, fit_cfg, evaluate=evaluate, progress=progress)
+    result = fit(clf, batches, label_loss, fit_cfg, evaluate=val_metrics if val is not None else None,
+                 progress=progress)
     history = [{"epoch": e["step"] // batches.per_epoch, **{k: v for k, v in e.items() if k != "step"}}
                for e in result.history]
     metrics = {"train_examples": len(train.texts), "val_examples": len(val.texts) if val else 0,

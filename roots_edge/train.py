@@ -119,10 +119,9 @@ def train_lm(model, streams: TokenStream, cfg: TrainConfig, *, checkpoint_dir: P
     if cfg.batch_size % world:
         raise RecipeError(f"batch size {cfg.batch_size} does not split over {world} processes; "
                           "make it a multiple of the process count")
-    evaluate = None
-    if len(streams.val) > cfg.seq_len:
-        def evaluate(m):
-            return {"val_nll": stream_nll(m, streams.val, cfg.seq_len, cfg.max_eval_tokens)[0]}
+    def val_nll(m):
+        return {"val_nll": stream_nll(m, streams.val, cfg.seq_len, cfg.max_eval_tokens)[0]}
+
     return fit(model, Windows(streams.train, cfg.batch_size, cfg.seq_len), next_token_loss, fit_config(cfg, desc),
-               evaluate=evaluate, checkpoint=Checkpoint(checkpoint_dir, key) if checkpoint_dir else None,
+               evaluate=val_nll if len(streams.val) > cfg.seq_len else None, checkpoint=Checkpoint(checkpoint_dir, key) if checkpoint_dir else None,
                progress=progress)

@@ -12,6 +12,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from roots_edge.errors import RuntimeLoadError, TextInputError
+from roots_edge.manifest import Manifest
 
 ENCODER_MAX_TOKENS = 256
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (gguf.GGUF_MAGIC as it lies on disk)  # truncation for classification / embedding inputs, the same on every backend
@@ -62,11 +63,11 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def check_sizes_against_manifest(folder: Path, hint: str) -> None:
     """A cheap truncation check: every file the export's manifest lists must still have its recorded size."""
-    manifest = read_json(Path(folder) / "manifest.json")
-    for entry in manifest.get("files", []):
-        f = Path(folder) / entry["name"]
-        if f.is_file() and f.stat().st_size != entry["bytes"]:
-            raise RuntimeLoadError(f"{f} has {f.stat().st_size:,} bytes; the manifest records {entry['bytes']:,}: "
+    manifest = Manifest.read(folder)
+    for entry in manifest.files if manifest else []:
+        f = Path(folder) / entry.name
+        if f.is_file() and f.stat().st_size != entry.bytes:
+            raise RuntimeLoadError(f"{f} has {f.stat().st_size:,} bytes; the manifest records {entry.bytes:,}: "
                                    f"the file is truncated or was replaced; {hint}")
 
 
@@ -90,7 +91,7 @@ class FolderMeta:
     def __init__(self, folder: Path, task: str):
         folder = Path(folder)
         self.config = read_json(folder / "config.json")
-        self.manifest = read_json(folder / "manifest.json")
+        self.manifest = Manifest.read(folder)        # None: not exported by roots-edge
         self.tok = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
         eos = read_json(folder / "generation_config.json").get("eos_token_id", self.config.get("eos_token_id"))
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}

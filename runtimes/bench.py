@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from roots_edge.errors import BenchError
+from roots_edge.manifest import Manifest
 
 from .base import log_softmax
 
@@ -141,9 +142,9 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
 
 
 def _kind(path: Path) -> str:
-    manifest = (path / "manifest.json") if path.is_dir() else path.with_name("manifest.json")
-    if manifest.is_file():
-        task = json.loads(manifest.read_text())["source"]["task"]
+    manifest = Manifest.read(path if path.is_dir() else path.parent)
+    if manifest is not None:
+        task = manifest.source.task
     else:
         cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
         task = "classification" if any("Classification" in a for a in cfg.get("architectures", [])) else "causal-lm"
@@ -155,7 +156,7 @@ def _tokenizer_folder(path: Path) -> Path:
     folder = p if p.is_dir() else p.parent
     if (folder / "tokenizer.json").is_file():
         return folder
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        return Path(json.loads(manifest.read_text())["source"]["path"])
+    manifest = Manifest.read(folder)
+    if manifest is not None:
+        return Path(manifest.source.path)
     raise FileNotFoundError(f"no tokenizer.json for {path}; pass --reference MODEL")

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from roots_edge.manifest import Manifest
+
 from .base import Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, encode_batch, mean_pool
 from .machine import INT8_KERNELS, int8_kernel_class
 
@@ -64,15 +66,14 @@ class Int8KernelWarning(RuntimeWarning):
     """An int8 artifact runs on a CPU whose int8 kernels compute differently from the CPU it was verified on."""
 
 
-def int8_kernel_warning(manifest: dict, cpu: dict | None = None) -> str | None:
+def int8_kernel_warning(manifest: Manifest | None, cpu: dict | None = None) -> str | None:
     """Why this int8 artifact's verification may not hold on this CPU, or None. Our exports since the
     saturation fix say `saturation_free` in their manifest; older ones were u8 x s8 with 8-bit weights,
     which x86 CPUs without VNNI add in saturating 16-bit pairs."""
-    quant = manifest.get("quantization") or {}
-    if manifest.get("precision") != "int8" or quant.get("saturation_free"):
+    if manifest is None or manifest.precision != "int8" or manifest.quantization.get("saturation_free"):
         return None
     here = int8_kernel_class(cpu)
-    verified_cpu = (manifest.get("verification") or {}).get("cpu") or {}
+    verified_cpu = manifest.verification.cpu
     verified = verified_cpu.get("int8_kernels", "unknown")
     if here == verified or "x86-saturating" not in (here, verified):
         return None
@@ -203,7 +204,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
 
     # ------------------------------------------------------------------ text and housekeeping
     def info(self) -> dict:
-        return {"format": "onnx", "precision": self.manifest.get("precision", "unknown"),
+        return {"format": "onnx", "precision": self.manifest.precision if self.manifest else "unknown",
                 "backend": "onnxruntime", "device": self.placement.device, "setting": self.placement.setting,
                 "file_size": self.weight_bytes, "context_length": self.context_length, "task": self.task,
                 "labels": self.labels}

@@ -142,7 +142,7 @@ class OpenVinoBackend(Backend, format="openvino"):
 
     # ------------------------------------------------------------------ text and housekeeping
     def info(self) -> dict:
-        return {"format": "openvino", "precision": self.manifest.get("precision", "unknown"),
+        return {"format": "openvino", "precision": self.manifest.precision if self.manifest else "unknown",
                 "backend": "openvino", "device": self.placement.device, "setting": self.placement.setting,
                 "file_size": self.weight_bytes, "context_length": self.context_length, "task": self.task,
                 "labels": self.labels, "stateful": self.stateful}

@@ -24,7 +24,6 @@ import click
 def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens, device, data, no_reference, fmt,
           output, plot):
     """Benchmark ARTIFACTs (GGUF, ONNX, OpenVINO folders; a model folder counts too)."""
-    import json
 
     from roots_edge.paths import write_text_atomic
     from roots_edge.runtimes.bench import BenchConfig, BenchError, bench as run_bench
@@ -33,10 +32,12 @@ def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens
     if not artifacts and not reference:
         raise click.UsageError("give at least one ARTIFACT (or --reference)")
     if reference is None and not no_reference:
+        from roots_edge.manifest import Manifest
+
         for a in artifacts:
-            m = Path(a) / "manifest.json"
-            if m.is_file():
-                src = Path(json.loads(m.read_text())["source"]["path"])
+            m = Manifest.read(a) if Path(a).is_dir() else None
+            if m is not None:
+                src = Path(m.source.path)
                 if (src / "config.json").is_file():
                     reference = str(src)
                     break

@@ -197,20 +197,21 @@ def test_emulated_avx2_cpu_new_form_right_legacy_form_saturates(loud, forms, tmp
 
 
 def test_load_warns_when_a_legacy_int8_artifact_meets_other_kernels(forms, monkeypatch):
+    from roots_edge.manifest import Manifest
     from roots_edge.runtimes import machine
     from roots_edge.runtimes.onnxruntime import Int8KernelWarning, OnnxRuntimeBackend, int8_kernel_warning
 
     avx2 = {"model": "AMD EPYC", "arch": "x86_64", "flags": ["AVX2", "F16C", "FMA"]}
     vnni = {"model": "Intel Xeon", "arch": "x86_64", "flags": ["AVX2", "AVX-512", "AVX512-VNNI"]}
     arm = {"model": "Cortex-A76", "arch": "aarch64", "flags": ["NEON", "NEON-DOTPROD"]}
-    legacy = json.loads((forms["legacy"] / "manifest.json").read_text())
-    new = json.loads((forms["new"] / "manifest.json").read_text())
+    legacy = Manifest.read(forms["legacy"])
+    new = Manifest.read(forms["new"])
     assert "x86-saturating" in int8_kernel_warning(legacy, avx2)        # verified nowhere known, runs on AVX2
     assert int8_kernel_warning(legacy, arm) is None and int8_kernel_warning(new, avx2) is None
-    legacy["verification"]["cpu"] = {**vnni, "int8_kernels": "x86-vnni"}
+    legacy.verification.cpu = {**vnni, "int8_kernels": "x86-vnni"}
     assert "Intel Xeon (x86-vnni)" in int8_kernel_warning(legacy, avx2)
     assert int8_kernel_warning(legacy, vnni) is None
-    legacy["verification"]["cpu"] = {**avx2, "int8_kernels": "x86-saturating"}
+    legacy.verification.cpu = {**avx2, "int8_kernels": "x86-saturating"}
     assert "recorded parity says little" in int8_kernel_warning(legacy, vnni)
     monkeypatch.setattr(machine, "cpu_info", lambda: avx2)
     with pytest.warns(Int8KernelWarning, match="session.x64quantprecision"):
