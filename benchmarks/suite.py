@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
     loads["overhead"] = wait_quiet(args.wait_quiet)
     ids = prompt_ids(decoder_folder, 32)
     from roots_edge.runtimes.base import load_tokenizer
-    from roots_edge.runtimes.bench_worker import text_of_tokens
+    from roots_edge.runtimes.bench.worker import text_of_tokens
 
     clf_tok = load_tokenizer(clf_folder)
     text = text_of_tokens(lambda s: clf_tok.encode(s).ids, texts, plan.seq)

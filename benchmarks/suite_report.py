@@ -115,7 +115,7 @@ def targets(dec: dict, clf: dict, overhead: list[dict]) -> list[dict]:
 
 
 def machine_text(result: dict, loads: dict) -> str:
-    from roots_edge.runtimes.bench_report import machine_line
+    from roots_edge.runtimes.bench.report import machine_line
 
     v = result["machine"]["versions"]
     busy = ", ".join(f"{k} {v_['cores_busy']} ({v_['niced']} niced)" for k, v_ in loads.items())

@@ -5,7 +5,7 @@ and verification of every artifact against the PyTorch reference.
     manifest = export(load_source("my-model"), "gguf-q4", "out/gguf-q4")
 """
 from .base import Bound, Exporter, ExportOptions, Source, Target, all_targets, get_target, target_names
-from .compile import MANIFEST, export, load_source, read_manifest, reusable, verification_table
+from .driver import MANIFEST, export, load_source, read_manifest, reusable, verification_table
 
 __all__ = ["Bound", "Exporter", "ExportOptions", "Source", "Target", "all_targets", "get_target", "target_names",
            "MANIFEST", "export", "load_source", "read_manifest", "reusable", "verification_table"]

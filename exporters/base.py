@@ -108,7 +108,7 @@ class Exporter:
     targets: ClassVar[tuple[Target, ...]] = ()
     packages: ClassVar[tuple[str, ...]] = ()  # libraries whose versions the manifest records
     # Bump when what an export writes changes (a new quantized form, say): cached artifacts of an older
-    # revision are then rebuilt instead of reused (`compile.reusable`).
+    # revision are then rebuilt instead of reused (`driver.reusable`).
     revision: ClassVar[int] = 1
 
     def __init_subclass__(cls, format: str, **kw):

@@ -39,7 +39,7 @@ class LanguageModel:
         from .modelio import check_folder, load_torch, read_record, resolve
 
         if path is None:
-            from .default import ensure_default_model
+            from .pretrain import ensure_default_model
 
             folder = ensure_default_model()
         else:
@@ -61,7 +61,7 @@ class LanguageModel:
         """With labels: train a sequence classifier (labels kept by name). Without: causal-LM finetuning."""
         if labels is None:
             return self._finetune_lm(texts, progress=progress, **kwargs)
-        from .classify import FinetuneConfig, finetune_classifier
+        from .classifier import FinetuneConfig, finetune_classifier
         from .data import check_labeled
         from .spec import ModelSpec
 
@@ -150,7 +150,7 @@ class LanguageModel:
 
     def evaluate(self, texts: Sequence[str], labels: Sequence | None = None):
         """Perplexity report for a causal LM on texts; a classifier report with labels."""
-        from .classify import report
+        from .classifier import report
         from .data import check_labeled
         from .evaluate import perplexity
 

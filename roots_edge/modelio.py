@@ -82,7 +82,7 @@ def check_folder(folder: Path) -> ModelSpec:
 
 def resolve(model: str | Path, *, allow_download: bool = False) -> Path:
     """A local folder for `model`: a path, or a Hub id fetched only when `allow_download`. The embedded
-    default model is `default.ensure_default_model()`, an explicit call (it may train for minutes)."""
+    default model is `pretrain.ensure_default_model()`, an explicit call (it may train for minutes)."""
     path = Path(model).expanduser()
     if path.exists() or not HUB_ID.match(str(model)):
         check_folder(path)

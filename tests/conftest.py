@@ -41,7 +41,7 @@ def small_corpus(stdlib_corpus):
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory, small_corpus) -> Path:
     """A trained 2-layer Llama (hidden 64, vocab 512) on 600 docstrings: ~10 s."""
-    from roots_edge.default import build_from_recipe
+    from roots_edge.pretrain import build_from_recipe
 
     out = tmp_path_factory.mktemp("models") / "tiny-llama"
     return build_from_recipe(tiny_recipe(), out, corpus=small_corpus, progress=False, log=lambda *_: None)
@@ -102,7 +102,7 @@ SENTIMENT_HELDOUT = [
 def tiny_llama256(tmp_path_factory, small_corpus) -> Path:
     """A trained 1-layer Llama whose widths are multiples of 256 (hidden 256, ffn 512, vocab 512), so
     every llama.cpp K-quant applies without fallback: ~15 s."""
-    from roots_edge.default import build_from_recipe
+    from roots_edge.pretrain import build_from_recipe
     from roots_edge.recipes import ArchConfig
 
     recipe = tiny_recipe()
@@ -119,7 +119,7 @@ def tiny_bert_classifier(tmp_path_factory, minilm_path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from roots_edge.classify import FinetuneConfig, finetune_classifier
+    from roots_edge.classifier import FinetuneConfig, finetune_classifier
     from roots_edge.data import check_labeled
     from roots_edge.modelio import save_folder
     from roots_edge.spec import ModelSpec

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def default_model():
-    from roots_edge.default import ensure_default_model
+    from roots_edge.pretrain import ensure_default_model
 
     return ensure_default_model(progress=False)
 

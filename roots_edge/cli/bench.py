@@ -27,7 +27,7 @@ def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens
 
     from roots_edge.paths import write_text_atomic
     from roots_edge.runtimes.bench import BenchConfig, BenchError, bench as run_bench
-    from roots_edge.runtimes.bench_report import plot as draw, to_csv, to_json, to_markdown
+    from roots_edge.runtimes.bench.report import plot as draw, to_csv, to_json, to_markdown
 
     if not artifacts and not reference:
         raise click.UsageError("give at least one ARTIFACT (or --reference)")

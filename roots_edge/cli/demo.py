@@ -47,7 +47,7 @@ def demo(prompt, max_new_tokens, targets, bench_runs):
     click.echo(verification_table(manifests))
     if bench_runs > 0:
         from roots_edge.runtimes.bench import BenchConfig, bench
-        from roots_edge.runtimes.bench_report import to_markdown
+        from roots_edge.runtimes.bench.report import to_markdown
 
         click.echo("\nbenchmark (this machine; PyTorch eager reference as the first row):")
         result = bench(dests, BenchConfig(runs=bench_runs), reference=lm.path, texts=source.heldout)

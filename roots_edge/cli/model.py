@@ -60,7 +60,7 @@ def eval_cmd(model, data, text_column, label_column, download, as_json):
     if data:
         texts = read_corpus([data]).documents
     else:
-        from roots_edge.default import load_corpus
+        from roots_edge.pretrain import load_corpus
 
         sources = (lm.record.get("recipe") or {}).get("corpus")
         if not sources:

@@ -22,7 +22,7 @@ from .common import download_option, echo_json
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, force, quiet):
     """Pretrain a Llama-architecture causal LM from a RECIPE (resumes an interrupted run)."""
-    from roots_edge.default import build_from_recipe
+    from roots_edge.pretrain import build_from_recipe
     from roots_edge.errors import OutputExistsError
     from roots_edge.fit import init_distributed
     from roots_edge.recipes import load_recipe

@@ -273,7 +273,7 @@ def test_rows_not_multiple_of_32_raise_target_error(tiny_llama, texts_file, tmp_
 def test_bert_classifier_labels_and_predictions(bert_exports, bert_src):
     from gguf import GGUFReader, PoolingType
 
-    from roots_edge.classify import predict_proba
+    from roots_edge.classifier import predict_proba
     from conftest import SENTIMENT_HELDOUT
 
     for target, (folder, m) in bert_exports.items():

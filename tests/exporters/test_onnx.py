@@ -284,7 +284,7 @@ def test_bert_graph_io(bert_onnx):
 
 
 def test_bert_labels_agree_with_pytorch(bert, bert_onnx):
-    from roots_edge.classify import predict_proba
+    from roots_edge.classifier import predict_proba
     from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
 
     texts, truth = zip(*SENTIMENT_HELDOUT)

@@ -182,7 +182,7 @@ def test_encoder_ir_inputs_outputs(bert, bert_ir):
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_classifier_labels_agree_with_torch(bert, bert_ir, precision):
-    from roots_edge.classify import predict_proba
+    from roots_edge.classifier import predict_proba
     from roots_edge.runtimes.openvino import OpenVinoBackend
 
     folder, manifest = bert_ir[precision]

@@ -1,4 +1,4 @@
-"""One artifact's measurements, in a process of its own: `python -m roots_edge.runtimes.bench_worker JOB.json`.
+"""One artifact's measurements, in a process of its own: `python -m roots_edge.runtimes.bench.worker JOB.json`.
 
 Prints one JSON line; logits (decoders) or class probabilities (classifiers) go to the job's .npz.
 """
@@ -101,8 +101,8 @@ def peak_rss_mb() -> float:
 
 
 def main(job_path: str) -> None:
-    from . import load
-    from .bench import BenchConfig
+    from .. import load
+    from .harness import BenchConfig
 
     job = json.loads(open(job_path).read())
     cfg = BenchConfig(**job["cfg"])

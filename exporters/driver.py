@@ -55,7 +55,7 @@ def load_source(model=None, *, calibration: Path | None = None) -> Source:
             raise DataError("export needs a model saved on disk: call save_pretrained(dir) first")
     else:
         if model is None:
-            from roots_edge.default import ensure_default_model
+            from roots_edge.pretrain import ensure_default_model
 
             folder = ensure_default_model()
         else:

@@ -1,6 +1,6 @@
 """The benchmark harness behind `roots-edge bench`.
 
-Each artifact is measured in its own subprocess (`python -m roots_edge.runtimes.bench_worker`), so load
+Each artifact is measured in its own subprocess (`python -m roots_edge.runtimes.bench.worker`), so load
 time and peak resident memory are its own. Decoder metrics are named as llama-bench names them (`pp128`,
 `tg64`, t/s mean ± sd) plus TTFT / TPOT as OpenVINO GenAI reports them; quality is measured on held-out
 text against the reference model's logits on the same token ids.
@@ -19,7 +19,7 @@ import numpy as np
 from roots_edge.errors import BenchError
 from roots_edge.manifest import Manifest
 
-from .base import log_softmax
+from ..base import log_softmax
 
 
 @dataclass
@@ -50,7 +50,7 @@ def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], te
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"path": str(path), "kind": kind, "cfg": asdict(cfg), "ids": ids, "texts": texts,
                                    "out": str(Path(tmp) / "out.npz")}))
-        proc = subprocess.run([sys.executable, "-m", "roots_edge.runtimes.bench_worker", str(job)],
+        proc = subprocess.run([sys.executable, "-m", "roots_edge.runtimes.bench.worker", str(job)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise BenchError(f"benchmarking {path} failed:\n{proc.stderr.strip()[-2000:]}")
@@ -93,9 +93,9 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
     """Benchmark artifacts (and the reference as one more row); returns {"machine", "config", "rows"}."""
     from tqdm.auto import tqdm
 
-    from . import detect_format
-    from .base import load_tokenizer
-    from .machine import describe
+    from .. import detect_format
+    from ..base import load_tokenizer
+    from ..machine import describe
 
     first = Path(paths[0]) if paths else reference
     kind = _kind(first)
