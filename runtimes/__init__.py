@@ -42,12 +42,24 @@ def backend_class(fmt: str) -> type[Backend]:
     return Backend.registry[fmt]
 
 
+# format -> (the libraries its backend needs, the extra that installs them)
+EXTRAS = {"gguf": (("llama_cpp", "gguf"), "gguf"), "onnx": (("onnxruntime", "onnx"), "onnx"),
+          "openvino": (("openvino", "openvino_tokenizers"), "openvino"), "torch": (("torch", "transformers"), "train")}
+
+
 def load(path: str | Path, device: str = "auto", threads: int | None = None):
     """Open an artifact (or a Hugging Face folder) on `device` (cpu, gpu, apple, auto)."""
     from .edge import EdgeModel
 
     fmt = detect_format(path)
-    backend = backend_class(fmt)(Path(path), device=device, threads=threads)
+    try:
+        backend = backend_class(fmt)(Path(path), device=device, threads=threads)
+    except ModuleNotFoundError as exc:
+        libraries, extra = EXTRAS[fmt]
+        if (exc.name or "").split(".")[0] not in libraries:
+            raise
+        raise RuntimeLoadError(f"{path} is a {fmt} artifact; running it needs {exc.name}, which is not installed: "
+                               f"pip install 'roots-edge[{extra}]'") from None
     return EdgeModel(backend, Path(path))
 
 

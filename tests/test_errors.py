@@ -29,3 +29,18 @@ def test_cli_prints_them_as_one_line(tiny_llama, tmp_path):
     assert r.output.strip().count("\n") == 0
     r = CliRunner().invoke(main, ["run", str(tiny_llama), "-p", "Return the", "--temperature", "-1"])
     assert r.exit_code == 1 and "temperature >= 0" in r.output and r.output.strip().count("\n") == 0
+
+
+def test_a_missing_backend_library_names_the_extra(tmp_path, monkeypatch):
+    import roots_edge.runtimes as runtimes
+    from roots_edge.runtimes.base import GGUF_MAGIC, RuntimeLoadError
+
+    class NeedsLlamaCpp:
+        def __init__(self, *a, **kw):
+            raise ModuleNotFoundError("No module named 'llama_cpp'", name="llama_cpp")
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(GGUF_MAGIC + bytes(64))
+    monkeypatch.setattr(runtimes, "backend_class", lambda fmt: NeedsLlamaCpp)
+    with pytest.raises(RuntimeLoadError, match=r"pip install 'roots-edge\[gguf\]'"):
+        runtimes.load(model)

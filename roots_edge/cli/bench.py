@@ -11,11 +11,12 @@ import click
 @click.option("--reference", type=click.Path(), help="PyTorch model folder: benchmarked as one more row and "
               "used for KL / top-1 / agreement (default: the artifacts' source model, from their manifest).")
 @click.option("--threads", type=int, help="CPU threads for every backend.")
-@click.option("--runs", type=int, default=3, show_default=True)
-@click.option("--warmup", type=int, default=1, show_default=True)
+@click.option("--runs", type=int, default=3, show_default=True, help="Measured runs per artifact (mean ± sd).")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Unmeasured runs first.")
 @click.option("--prompt-tokens", type=int, default=128, show_default=True, help="pp{P}.")
 @click.option("--gen-tokens", type=int, default=64, show_default=True, help="tg{G}.")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "gpu", "apple"]))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu", "apple"]),
+              help="Where every artifact runs.")
 @click.option("--data", type=click.Path(), help="Held-out text (decoders) or text,label rows (classifiers).")
 @click.option("--no-reference", is_flag=True, help="Skip the PyTorch row and the quality comparison.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)

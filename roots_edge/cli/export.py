@@ -18,7 +18,8 @@ class TargetType(click.ParamType):
         from roots_edge.exporters.base import get_target
 
         try:
-            return get_target(value).name
+            get_target(value)
+            return value        # as typed: with several targets it names the subfolder (out/gguf-q4)
         except TargetError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -34,7 +35,8 @@ def _targets_help() -> str:
 @click.argument("model", required=False)
 @click.option("-t", "--target", "targets", multiple=True, required=True, type=TargetType(), help=_targets_help())
 @click.option("-o", "--output", type=click.Path(), required=True,
-              help="Artifact folder (with several targets: a parent folder, one subfolder per target).")
+              help="Artifact folder; with several targets a parent folder holding one subfolder per target, named "
+                   "as typed (-t gguf-q4 -> OUTPUT/gguf-q4).")
 @click.option("--calibration", type=click.Path(), help="Text for data-aware methods and verification "
               "(.txt, .jsonl, .csv); default: the model's validation text.")
 @click.option("--group-size", type=int, default=64, show_default=True, help="int4 group / block size.")
@@ -56,8 +58,11 @@ def export(model, targets, output, calibration, group_size, ratio, awq, scale_es
     from roots_edge.model import LanguageModel
 
     out = Path(output)
-    resolved = list(dict.fromkeys(get_target(t) for t in targets))
-    dests = [out] if len(resolved) == 1 else [out / t.name for t in resolved]
+    typed = {}                                   # target -> the first name it was typed as
+    for t in targets:
+        typed.setdefault(get_target(t), t)
+    resolved = list(typed)
+    dests = [out] if len(resolved) == 1 else [out / typed[t] for t in resolved]
     taken = [str(d) for d in dests if d.exists()]
     if taken and not force:
         raise OutputExistsError(f"{', '.join(taken)} already exist(s); choose another --output or pass --force")
@@ -72,3 +77,5 @@ def export(model, targets, output, calibration, group_size, ratio, awq, scale_es
     if as_json:
         return echo_json(manifests)
     click.echo(verification_table(manifests))
+    for target, dest in zip(resolved, dests):
+        click.echo(f"{target.name:<16}-> {dest}")

@@ -59,10 +59,13 @@ def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop,
 @click.argument("artifact")
 @click.option("-n", "--max-new-tokens", type=int, default=96, show_default=True)
 @click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--top-k", type=int, default=0)
+@click.option("--top-p", type=float, default=1.0)
 @click.option("--seed", type=int)
+@click.option("--stop", multiple=True, help="Stop string (repeatable; a blank line always ends a reply).")
 @device_option
 @threads_option
-def chat(artifact, max_new_tokens, temperature, seed, device, threads):
+def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, device, threads):
     """A REPL over ARTIFACT that keeps the conversation (the model sees all earlier turns). Empty line or
     Ctrl-D ends it."""
     def go():
@@ -80,8 +83,8 @@ def chat(artifact, max_new_tokens, temperature, seed, device, threads):
             history += f"{line}\n"
             click.echo("model> ", nl=False)
             reply = ""
-            for piece in model.generate(history, max_new_tokens, temperature=temperature, seed=seed,
-                                        stop=("\n\n",), truncate=True, stream=True):
+            for piece in model.generate(history, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                        seed=seed, stop=("\n\n", *stop), truncate=True, stream=True):
                 reply += piece
                 click.echo(piece, nl=False)
                 sys.stdout.flush()
@@ -93,14 +96,24 @@ def chat(artifact, max_new_tokens, temperature, seed, device, threads):
 
 @click.command()
 @click.argument("artifact")
-@click.argument("texts", nargs=-1, required=True)
+@click.argument("texts", nargs=-1)
+@click.option("-f", "--file", "text_file", type=click.Path(exists=True, dir_okay=False),
+              help="Also classify this file's non-empty lines, one text per line.")
 @device_option
 @threads_option
 @json_option
-def predict(artifact, texts, device, threads, as_json):
-    """Classify TEXTS with a classifier ARTIFACT (or model folder)."""
+def predict(artifact, texts, text_file, device, threads, as_json):
+    """Classify TEXTS (and/or the lines of --file) with a classifier ARTIFACT (or model folder)."""
+    from pathlib import Path
+
+    texts = list(texts)
+    if text_file:
+        texts += [line.strip() for line in Path(text_file).read_text().splitlines() if line.strip()]
+    if not texts:
+        raise click.UsageError("give TEXTS or --file FILE")
+
     def go():
-        preds = _load(artifact, device, threads).classify(list(texts))
+        preds = _load(artifact, device, threads).classify(texts)
         if as_json:
             return echo_json(preds)
         for text, p in zip(texts, preds):

@@ -52,7 +52,7 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
 @click.option("--steps", type=int, default=200, show_default=True, help="Causal LM: training steps.")
 @click.option("--lr", type=float, help="Learning rate (default depends on the model).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @download_option
 def finetune(model, data, output, text_column, label_column, epochs, steps, lr, force, quiet, download):
     """Finetune MODEL (default: the embedded default) on --data and save it to --output."""

@@ -14,7 +14,8 @@ def test_export_two_targets_prints_table_and_writes_manifests(tiny_llama256, tex
                                   "--calibration", str(texts_jsonl)])
     assert r.exit_code == 0, r.output
     assert "gguf-Q8_0" in r.output and "onnx-fp32" in r.output and r.output.count(" ok") >= 2
-    m = json.loads((out / "gguf-Q8_0" / "manifest.json").read_text())
+    m = json.loads((out / "gguf-q8" / "manifest.json").read_text())          # subfolders are named as typed
+    assert f"-> {out / 'gguf-q8'}" in r.output and f"-> {out / 'onnx-fp32'}" in r.output
     assert m["target"] == "gguf-Q8_0" and m["verification"]["passed"] and m["source"]["family"] == "llama"
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in m["files"])
     r = CliRunner().invoke(main, ["export", str(tiny_llama256), "-t", "gguf-q8", "-t", "onnx-fp32", "-o", str(out)])

@@ -45,13 +45,21 @@ def test_chat_keeps_the_conversation(artifacts, tiny_llama):
     assert turns[0].split("model> ", 1)[1].strip() == first.strip()
 
 
-def test_predict_classifier_artifact(artifacts, tiny_bert_classifier):
+def test_predict_classifier_artifact(artifacts, tiny_bert_classifier, tmp_path):
     _, clf = artifacts
     texts = ["A wonderful film.", "An awful film."]
     r = CliRunner().invoke(main, ["predict", str(clf), *texts, "--json"])
     assert r.exit_code == 0, r.output
     labels = [p["label"] for p in json.loads(r.stdout)]
     assert labels == [p["label"] for p in load(tiny_bert_classifier).classify(texts)]
+    lines = tmp_path / "texts.txt"
+    lines.write_text("A lovely film.\n\nA boring film.\n")
+    r = CliRunner().invoke(main, ["predict", str(clf), texts[0], "--file", str(lines), "--json"])
+    assert r.exit_code == 0, r.output
+    expected = load(tiny_bert_classifier).classify([texts[0], "A lovely film.", "A boring film."])
+    assert [p["label"] for p in json.loads(r.stdout)] == [p["label"] for p in expected]
+    r = CliRunner().invoke(main, ["predict", str(clf)])
+    assert r.exit_code == 2 and "give TEXTS or --file" in r.output
 
 
 def test_devices_lists_cpu_for_every_backend():
