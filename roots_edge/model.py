@@ -111,11 +111,16 @@ class LanguageModel:
 
     # ------------------------------------------------------------------ inference (PyTorch reference)
     def _runtime(self):
-        """This model (as it is now) behind the runtime's API: the one inference path of every backend."""
+        """This model (as it is now) behind the runtime's API: the one inference path of every backend. Made
+        again only when the model, tokenizer or path changed (finetuning replaces the model)."""
         from .runtimes.edge import EdgeModel
         from .runtimes.torch import TorchBackend
 
-        return EdgeModel(TorchBackend.from_model(self.model, self.tokenizer, self.spec, self.path), self.path or Path("."))
+        key = (id(self.model), id(self.tokenizer), self.path)   # the cached backend keeps both objects alive
+        if getattr(self, "_edge_key", None) != key:
+            backend = TorchBackend.from_model(self.model, self.tokenizer, self.spec, self.path)
+            self._edge, self._edge_key = EdgeModel(backend, self.path or Path(".")), key
+        return self._edge
 
     def predict(self, text: str | Sequence[str]):
         """{"label", "score"} for one text, a list of them for a list."""
