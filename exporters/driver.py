@@ -19,7 +19,6 @@ from .base import ExportOptions, Source, Target, check_family, exporter_for, get
 from .verify import verify
 
 
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:

@@ -49,7 +49,7 @@ class OnnxExporter(Exporter, format="onnx"):
             model = onnx.load(str(traced))
         model, info = self._precision(model, source, target, options)
         if target.quantized:
-            info["u8s8_pair_peak"] = check_u8s8_peak(model, target, options)
+            info.update(check_u8s8_peak(model, target, options))
         files = save_model(model, out)
         copy_support_files(source, out)
         extras = {}
@@ -110,18 +110,20 @@ def check_options(target: Target, options: ExportOptions) -> None:
                           f"got {size}. Try 32, 64 or 128.")
 
 
-def check_u8s8_peak(model, target: Target, options: ExportOptions) -> int | None:
+def check_u8s8_peak(model, target: Target, options: ExportOptions) -> dict:
     """Verification ran on this CPU; the artifact runs on others. Refuse int8 weights that x86 CPUs without
-    VNNI would add in saturating 16-bit pairs (a wrong result there, whatever this CPU measured)."""
+    VNNI would add in saturating 16-bit pairs (a wrong result there, whatever this CPU measured); the
+    manifest's `u8s8_pair_peak` and `saturation_free` (what `roots_edge.load` reads) come from here."""
     from .onnx_passes import INT16_MAX, u8s8_pair_peak
 
     peak = u8s8_pair_peak(model)
-    if peak is not None and peak > INT16_MAX and not options.allow_drift:
+    safe = peak is None or peak <= INT16_MAX
+    if not safe and not options.allow_drift:
         raise VerificationError(
             f"{target.name}: int8 weight pairs reach {peak:,} in the 16-bit sums of x86 int8 kernels without VNNI "
             f"(limit {INT16_MAX:,}); the artifact would be wrong on AVX2-only CPUs. Weights need a 7-bit range "
             "(reduce_range) or 8-bit blocks (MatMulNBits); --allow-drift keeps it anyway.")
-    return peak
+    return {"u8s8_pair_peak": peak, "saturation_free": safe}
 
 
 def graph_io(values) -> list[dict]:

@@ -6,8 +6,8 @@
            encoders: `quantize_dynamic` (per-channel weights in 7 bits, so no CPU's kernel saturates) or
            `quantize_static` (QDQ s8 x s8, activation ranges calibrated on text)
     int4   `MatMulNBitsQuantizer` (symmetric blocks, accuracy level 4: int8 activations in the kernel);
-           embeddings (`Gather`) in 4 bits too from opset 21 (GatherBlockQuantized needs it), in
-           per-tensor uint8 (`quantize_dynamic`) below it
+           embeddings (`Gather`) in 4 bits too from opset 21 (4-bit GatherBlockQuantized needs it), in 8-bit
+           blocks below it
 
 Every pass takes and returns an `onnx.ModelProto`; `save_model` writes the one artifact file.
 """
@@ -105,14 +105,22 @@ def share_transposed(model) -> int:
     return saved
 
 
-def _block_gather(model, table: str, scales: str, ids: str, out: str, width: int, block: int, prefix: str) -> None:
-    """Replace the embedding lookup that writes `out` by a `GatherBlockQuantized` over an 8-bit block table:
-    `table` (V, n_blocks, block) uint8 holding q + 128, `scales` (V, n_blocks) float."""
+def consumers(model) -> dict[str, list]:
+    """{tensor name: the nodes that read it}."""
+    out: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            out.setdefault(name, []).append(node)
+    return out
+
+
+def _block_gather(model, gather, table: str, scales: str, width: int, block: int, prefix: str) -> None:
+    """Replace the embedding lookup `gather` by a `GatherBlockQuantized` over an 8-bit block table: `table`
+    (V, n_blocks, block) uint8 holding q + 128, `scales` (V, n_blocks) float."""
     import numpy as np
     from onnx import helper, numpy_helper
 
-    gather = next(n for n in model.graph.node if n.op_type == "Gather" and n.output[0] == out)
-    p = prefix
+    ids, out, p = gather.input[1], gather.output[0], prefix
     consts = [numpy_helper.from_array(np.array([2], dtype=np.int64), f"{p}_axes"),
               numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), f"{p}_shape")]
     new = [helper.make_node("Unsqueeze", [scales, f"{p}_axes"], [f"{p}_scales"], name=f"{p}_unsq"),     # (V, nb, 1)
@@ -158,12 +166,10 @@ def int8_embeddings(model, copies: dict[str, str], block: int) -> dict:
 
     inits = {t.name: t for t in model.graph.initializer}
     tied_to = {original: copy for copy, original in copies.items()}
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for name in n.input:
-            uses[name] = uses.get(name, 0) + 1
+    readers = consumers(model)
     lookups = [n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits
-               and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].data_type == 1 and uses[n.input[0]] == 1]
+               and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].data_type == 1
+               and len(readers[n.input[0]]) == 1]                     # a table read elsewhere too stays float
     out = {"tied": 0, "own": 0}
     for i, node in enumerate(lookups):
         name, width = node.input[0], int(inits[node.input[0]].dims[1])
@@ -176,7 +182,7 @@ def int8_embeddings(model, copies: dict[str, str], block: int) -> dict:
             table, scales = f"{name}_Q8", f"{name}_scales"
             model.graph.initializer.extend([numpy_helper.from_array(q, table), numpy_helper.from_array(s, scales)])
             out["own"] += 1
-        _block_gather(model, table, scales, node.input[1], node.output[0], width, block, f"embedding{i}")
+        _block_gather(model, node, table, scales, width, block, f"embedding{i}")
         _drop_initializers(model, {name})
     return out
 
@@ -194,19 +200,16 @@ U8_MAX = 255
 def u8s8_pair_peak(model) -> int | None:
     """The largest sum an x86 int8 kernel without VNNI forms in 16 bits on this graph: 255 x the largest
     |w[k]| + |w[k+1]| over each int8 weight of an integer MatMul (pairs of consecutive k in a column, as
-    vpmaddubsw adds them). Above 32,767 that kernel saturates. None when no integer MatMul has int8 weights."""
+    vpmaddubsw adds them). Above 32,767 (int16) that kernel saturates. None when no integer MatMul has int8 weights."""
     import numpy as np
     from onnx import TensorProto, numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) == 2}
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    readers = consumers(model)
     matmuls = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearMatMul", "MatMul", "Gemm"}
 
     def feeds_matmul(name: str) -> bool:
-        for node in consumers.get(name, []):
+        for node in readers.get(name, []):
             if node.op_type in matmuls or (node.op_type == "DequantizeLinear" and feeds_matmul(node.output[0])):
                 return True
         return False
@@ -245,8 +248,7 @@ def int8_blocks(model, block: int = INT8_BLOCK) -> tuple[object, dict]:
     model = quant.model.model
     embeddings = int8_embeddings(model, copies, block)
     info = {"method": "MatMulNBits", "bits": 8, "block_size": block, "symmetric": True, "accuracy_level": 4,
-            "activations": f"int8 per block of {block}, in the kernel", "embeddings": "GatherBlockQuantized, 8 bits",
-            "saturation_free": True}
+            "activations": f"int8 per block of {block}, in the kernel", "embeddings": "GatherBlockQuantized, 8 bits"}
     if embeddings["tied"]:
         info["tied_embeddings"] = "read from the LM head's 8-bit blocks"
     return model, info
@@ -263,8 +265,7 @@ def int8_dynamic(model) -> tuple[object, dict]:
                          use_external_data_format=external)
 
     return _via_file(model, run), {"method": "dynamic", "weights": "QInt8, 7-bit range", "per_channel": True,
-                                   "reduce_range": True, "activations": "dynamic uint8 per tensor",
-                                   "saturation_free": True}
+                                   "reduce_range": True, "activations": "dynamic uint8 per tensor"}
 
 
 def int8_static(model, reader, exclude: list[str]) -> tuple[object, dict]:
@@ -286,7 +287,7 @@ def int8_static(model, reader, exclude: list[str]) -> tuple[object, dict]:
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
 
     return _via_file(model, run), {"method": "static-qdq", "weights": "QInt8, 7-bit range", "per_channel": True,
-                                   "reduce_range": True, "saturation_free": True,
+                                   "reduce_range": True,
                                    "activations": "QInt8 (MinMax)", "calibration_texts": len(reader),
                                    "op_types": ops, "float_nodes": len(exclude)}
 

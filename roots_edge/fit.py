@@ -124,7 +124,7 @@ def fit(model, batches: Batches, loss: Callable, cfg: FitConfig, *, evaluate: Ca
     runner = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     t0 = time.perf_counter() - loop["seconds"]
-    stopped, losses, since = False, [], []
+    stopped, losses, evaluated = False, [], 0      # losses[evaluated:]: the steps since the last evaluation
     bar = tqdm(total=cfg.steps, initial=loop["step"], desc=cfg.desc, disable=not progress or rank > 0, unit="step")
     model.train()
     while loop["step"] < cfg.steps:
@@ -142,7 +142,6 @@ def fit(model, batches: Batches, loss: Callable, cfg: FitConfig, *, evaluate: Ca
             torch.distributed.all_reduce(logged)
             logged /= world
         losses.append(float(logged))
-        since.append(losses[-1])
         loop["step"] = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
@@ -150,10 +149,10 @@ def fit(model, batches: Batches, loss: Callable, cfg: FitConfig, *, evaluate: Ca
         if evaluate is not None and (loop["step"] % cfg.eval_every == 0 or last):
             metrics = evaluate(model)
             model.train()
-            entry = {"step": loop["step"], "train_loss": round(float(np.mean(since)), 4),
+            entry = {"step": loop["step"], "train_loss": round(float(np.mean(losses[evaluated:])), 4),
                      **{k: round(float(v), 4) for k, v in metrics.items()}}
             loop["history"].append(entry)
-            since = []
+            evaluated = len(losses)
             value_now = float(metrics[cfg.monitor])
             bar.set_postfix({k: v for k, v in entry.items() if k != "step"})
             if value_now < loop["best"] - 1e-4:

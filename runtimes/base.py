@@ -25,8 +25,12 @@ def load_tokenizer(folder: Path):
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
         raise RuntimeLoadError(f"{folder} has no tokenizer.json")
-    tok = Tokenizer.from_file(str(path))
-    tok.no_truncation()  # some tokenizer.json files carry their own; callers choose
+    return plain_tokenizer(Tokenizer.from_file(str(path)))
+
+
+def plain_tokenizer(tok):
+    """`tok` without the truncation and padding some tokenizer.json files carry: callers choose."""
+    tok.no_truncation()
     tok.no_padding()
     return tok
 

@@ -30,7 +30,9 @@ def cpuid_flags() -> set[str] | None:
     return {name for key, name in NUMPY_FLAGS.items() if features.get(key)}
 
 
-def cpu_info() -> dict:
+@functools.lru_cache(maxsize=1)
+def _cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
+    """Read once per process: every ONNX session's options depend on it (`runtimes.onnxruntime`)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -49,7 +51,12 @@ def cpu_info() -> dict:
         # /proc/cpuinfo describes the host; CPUID describes what this process (and ONNX Runtime's kernel
         # dispatch) sees. Where they disagree (an emulator, a masked VM), CPUID wins.
         named = named | seen if named & set(NUMPY_FLAGS.values()) == seen else seen
-    return {"model": model, "arch": platform.machine(), "flags": sorted(named), "logical_cores": os.cpu_count(),
+    return model, tuple(sorted(named))
+
+
+def cpu_info() -> dict:
+    model, flags = _cpu_model_and_flags()
+    return {"model": model, "arch": platform.machine(), "flags": list(flags), "logical_cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 

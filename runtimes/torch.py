@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Backend, RuntimeLoadError, encode_batch, load_tokenizer, mean_pool, read_json
+from .base import Backend, RuntimeLoadError, encode_batch, load_tokenizer, mean_pool, plain_tokenizer, read_json
 from .devices import place
 
 
@@ -32,9 +32,7 @@ class TorchBackend(Backend, format="torch"):
         `tokenizers.Tokenizer` (a copy), EOS from its generation config."""
         from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-        tok.no_truncation()
-        tok.no_padding()
+        tok = plain_tokenizer(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()))
         gen = getattr(model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None) if gen is not None else None
         self = cls.__new__(cls)

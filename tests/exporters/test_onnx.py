@@ -310,6 +310,9 @@ def test_bert_int8_dynamic_and_static_qdq(bert_onnx):
     assert static.count("QuantizeLinear") > 0 and static.count("DequantizeLinear") > static.count("QuantizeLinear")
     q = bert_onnx["static"][1]["quantization"]
     assert q["method"] == "static-qdq" and q["calibration_texts"] > 0
+    for form in ("int8", "static"):                  # 7-bit weights: no u8 x s8 pair can pass int16 on any CPU
+        peak = bert_onnx[form][1]["quantization"]["u8s8_pair_peak"]
+        assert 0 < peak <= 2 * 255 * 64 and bert_onnx[form][1]["quantization"]["saturation_free"]
     assert q["float_nodes"] == 2                                                           # one FFN output per layer
 
 

@@ -148,6 +148,8 @@ def test_export_refuses_int8_weights_that_saturate_without_vnni(forms):
     assert peak > 1.9 * INT16_MAX                         # near 2 x 255 x 127: every column has a loud pair
     with pytest.raises(VerificationError, match="without VNNI"):
         check_u8s8_peak(legacy, get_target("onnx-int8"), ExportOptions())
+    assert check_u8s8_peak(legacy, get_target("onnx-int8"), ExportOptions(allow_drift=True)) == {
+        "u8s8_pair_peak": peak, "saturation_free": False}                 # kept with --allow-drift, and said so
     assert u8s8_pair_peak(onnx.load(str(forms["new"] / "model.onnx"))) is None   # no u8 x s8 MatMul at all
 
 
