@@ -1,4 +1,4 @@
-"""The exporter seam: targets, the registry, sources and export options.
+"""The exporter seam: targets (a format and a typed `QuantConfig`), the registry, sources and export options.
 
 A format is one `Exporter` subclass in its own module; it registers itself and its targets where it
 is defined (`class OnnxExporter(Exporter, format="onnx")`). The CLI's `--target` choices and every
@@ -7,11 +7,13 @@ is defined (`class OnnxExporter(Exporter, format="onnx")`). The CLI's `--target`
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
 from roots_edge.errors import TargetError, UnsupportedModelError
+
+from .quant import QuantConfig
 
 FORMAT_MODULES = ("onnx", "openvino", "gguf")  # roots_edge.exporters.<name>, imported to fill the registry
 
@@ -45,35 +47,40 @@ INT2 = (Bound(kl=0.6, top1=0.5), Bound(agreement=0.6, cosine=0.7))
 
 @dataclass(frozen=True)
 class Target:
+    """A format and how it quantizes (`quant`), with the families it exports and its drift bounds."""
+
     name: str                 # what users type: "onnx-int8", "gguf-Q4_K_M"
     format: str               # "onnx", "openvino", "gguf"
-    precision: str            # "fp32", "int8", "Q4_K_M", ...
+    quant: QuantConfig        # precision, method, group size, activations, per-tensor-class precisions
     families: tuple[str, ...]  # model families this target exports
     decoder_bound: Bound = Bound()
     classifier_bound: Bound = Bound()
     aliases: tuple[str, ...] = ()
     quantized: bool = False
 
+    @property
+    def precision(self) -> str:
+        return self.quant.precision
+
     def bound_for(self, is_decoder: bool) -> Bound:
         return self.decoder_bound if is_decoder else self.classifier_bound
 
+    def with_quant(self, **changes) -> "Target":
+        """This target with its quantization config changed (None values keep the current setting)."""
+        return replace(self, quant=self.quant.with_(**changes))
+
     @classmethod
     def make(cls, fmt: str, precision: str, families: tuple[str, ...], bounds: tuple[Bound, Bound],
-             aliases: tuple[str, ...] = ()) -> "Target":
-        return cls(f"{fmt}-{precision}", fmt, precision, families, bounds[0], bounds[1], aliases,
-                   quantized=bounds not in (FLOAT32, HALF))
+             aliases: tuple[str, ...] = (), **quant) -> "Target":
+        return cls(f"{fmt}-{precision}", fmt, QuantConfig(precision, **quant), families, bounds[0], bounds[1],
+                   aliases, quantized=bounds not in (FLOAT32, HALF))
 
 
 @dataclass
 class ExportOptions:
-    """Knobs of every exporter, typed. Each format reads the ones that apply to it."""
+    """What an export run does besides quantizing (that is the target's `QuantConfig`)."""
 
     calibration: list[str] = field(default_factory=list)  # texts for data-aware methods and verification
-    group_size: int = 64            # int4 weight groups (OpenVINO / NNCF) and MatMulNBits blocks (ONNX)
-    ratio: float = 1.0              # NNCF int4: share of weights in 4 bits (the rest int8)
-    awq: bool | None = None         # NNCF AWQ; None: on when calibration text is given
-    scale_estimation: bool | None = None
-    static_int8: bool = False       # ONNX encoders: static QDQ with calibration instead of dynamic
     opset: int = 21                # ONNX: 21 lets onnx-int4 store the embedding in 4 bits too
     verify: bool = True
     allow_drift: bool = False
@@ -115,6 +122,11 @@ class Exporter:
         super().__init_subclass__(**kw)
         cls.format = format
         Exporter.registry[format] = cls
+
+    def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
+        """`quant` with this format's defaults for the model filled in (method, group size, per-class
+        precisions), as the manifest records it; refuses what the format cannot do, before any work."""
+        return quant
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         """Write the artifact's files into the (temporary) folder `out`; return manifest extras."""

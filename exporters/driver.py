@@ -6,6 +6,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from roots_edge.paths import atomic_dir
 from roots_edge.runtimes.machine import verification_cpu
 
 from .base import ExportOptions, Source, Target, check_family, exporter_for, get_target
+from .quant import QuantConfig
 from .verify import verify
 
 
@@ -89,6 +91,37 @@ def bits_per_weight(weight_bytes: int, model) -> float:
     return round(8 * weight_bytes / n, 3)
 
 
+QUANT_KEYS = frozenset(f.name for f in fields(QuantConfig)) - {"precision"}
+LEGACY_KEYS = ("awq", "scale_estimation", "static_int8")   # option names from before the typed config
+
+
+def configure(target: str | Target, family: str = "llama", *, spec=None, **settings) -> tuple[Target, ExportOptions]:
+    """(target with its quantization settings changed, export options) from one flat set of keyword settings:
+    `QuantConfig` fields (group_size, method, ratio, activations, classes), `ExportOptions` fields, and the
+    older awq / scale_estimation (booleans, None = the format's default) and static_int8 flags. With the
+    model's `spec`, the format checks the settings now (`Exporter.resolve`) rather than when its turn comes."""
+    target = get_target(target) if isinstance(target, str) else target
+    family = spec.family if spec is not None else family
+    awq, se, static = (settings.pop(k, None) for k in LEGACY_KEYS)
+    if static and target.format == "onnx" and target.precision == "int8":
+        settings.setdefault("activations", "int8-static")
+    if (awq is not None or se is not None) and target.format == "openvino" and target.precision == "int4":
+        awq = family == "llama" if awq is None else awq
+        se = True if se is None else se
+        settings.setdefault("method", "+".join([m for m, on in (("awq", awq), ("scale-estimation", se)) if on])
+                            or "rtn")
+    quant = {k: settings.pop(k) for k in list(settings) if k in QUANT_KEYS}
+    unknown = set(settings) - {f.name for f in fields(ExportOptions)}
+    if unknown:
+        raise TypeError(f"unknown export setting(s) {sorted(unknown)}; quantization takes {sorted(QUANT_KEYS)}, "
+                        f"export options {sorted(f.name for f in fields(ExportOptions))}")
+    target, options = target.with_quant(**quant), ExportOptions(**settings)
+    if spec is not None:
+        check_family(target, spec)
+        exporter_for(target).resolve(target.quant, spec, options)
+    return target, options
+
+
 def export(source: Source, target: str | Target, out: Path, options: ExportOptions | None = None, *,
            force: bool = False, log=print) -> dict:
     """Write, verify and describe one artifact. Nothing is left at `out` unless all of it succeeded."""
@@ -99,6 +132,7 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
     if out.exists() and not force:
         raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
     exporter = exporter_for(target)
+    target = replace(target, quant=exporter.resolve(target.quant, source.spec, options))
     calibration, verification = _split_texts(source, options)
     opts = ExportOptions(**{**options.__dict__, "calibration": calibration})
     t0 = time.perf_counter()
@@ -116,7 +150,7 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         weight_bytes = extras.pop("weight_bytes", None) or sum(p.stat().st_size for p in files)
         manifest = Manifest(
-            target=target.name, format=target.format, precision=target.precision,
+            target=target.name, format=target.format, precision=target.precision, quant=target.quant.to_dict(),
             source=SourceInfo(path=str(source.folder), sha256=source.sha256, architecture=source.spec.architecture,
                               family=source.spec.family, task=source.spec.task, labels=source.spec.labels),
             files=[FileEntry(str(p.relative_to(tmp)), p.stat().st_size, sha256_file(p)) for p in files],

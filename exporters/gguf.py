@@ -7,10 +7,14 @@ multiples of 32 (256 for K-quants and IQ4_XS to avoid per-tensor fallbacks, whic
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from roots_edge.errors import TargetError
+
 from .base import FLOAT32, HALF, INT2, INT3, INT4, INT6_5, INT8, Exporter, ExportOptions, Source, Target
+from .quant import QuantConfig, Unsupported
 
 if TYPE_CHECKING:
     from .gguf_write import GgufFile
@@ -43,6 +47,27 @@ def write_float(source: Source, path: Path, precision: str) -> "GgufFile":
     return write(source, path, float_type(precision))
 
 
+# generic precisions of a tensor class -> the ggml type llama.cpp stores it in
+GGML_NAMES = {"fp32": "F32", "fp16": "F16", "bf16": "BF16", "int8": "Q8_0", "int6": "Q6_K", "int5": "Q5_K",
+              "int4": "Q4_K"}
+EDGE_TYPES = (*GGML_NAMES, "Q8_0", "Q6_K", "Q5_K", "Q5_0", "Q4_K", "Q4_0", "F16", "F32")
+
+
+def ggml_type(precision: str) -> int:
+    """The ggml type number of a precision ("int8" or a ggml name such as "Q6_K")."""
+    from gguf import GGMLQuantizationType
+
+    name = GGML_NAMES.get(precision, precision.upper())
+    try:
+        return int(GGMLQuantizationType[name])
+    except KeyError:
+        raise TargetError(f"{precision!r} is not a GGUF tensor type; give one of {', '.join(EDGE_TYPES)}") from None
+
+
+def _edge(quant: QuantConfig, cls: str) -> int | None:
+    return ggml_type(quant.classes[cls]) if cls in quant.classes else None
+
+
 class GgufExporter(Exporter, format="gguf"):
     targets = (
         Target.make("gguf", "f32", BOTH, FLOAT32),
@@ -52,6 +77,20 @@ class GgufExporter(Exporter, format="gguf"):
           for name, bounds in QUANT_TYPES.items()),
     )
     packages = ("gguf", "llama_cpp_python")
+
+    def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
+        Unsupported.method(quant, "gguf", ("rtn", "minmax") if quant.activations == "int8-static" else ("rtn",))
+        Unsupported.group_size(quant, "gguf", "each llama.cpp type has its own block")
+        if quant.precision in FLOATS:
+            Unsupported.check(quant, "gguf", {})
+            return quant.with_(method="none")
+        # llama.cpp's quantizer takes a type for the token embedding and one for the output tensor; the
+        # other matrices follow the file type's own mixture (Q4_K_M puts some V / FFN-down rows in Q6_K)
+        for cls in ("embeddings", "output"):
+            if cls in quant.classes:
+                ggml_type(quant.classes[cls])
+        Unsupported.check(quant, "gguf", {"embeddings": EDGE_TYPES, "output": EDGE_TYPES})
+        return replace(quant, method="rtn", group_size=None, activations="float")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         from .gguf_quant import check_rows, quant_type, quantize, row_lengths, tensor_report
@@ -66,7 +105,8 @@ class GgufExporter(Exporter, format="gguf"):
             try:
                 written = write_float(source, tmp, "f32")
                 check_rows(row_lengths(written.shapes), qt, options.allow_drift)
-                quantize(tmp, path, qt, options.threads)
+                quantize(tmp, path, qt, options.threads, token_embedding=_edge(target.quant, "embeddings"),
+                         output=_edge(target.quant, "output"))
             finally:
                 tmp.unlink(missing_ok=True)
         return {"gguf_file": path.name, **tensor_report(path, qt), "weight_bytes": path.stat().st_size}

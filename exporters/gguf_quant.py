@@ -108,8 +108,10 @@ def captured_stderr():
             captured.append(sink.read().decode("utf-8", "replace"))
 
 
-def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None) -> None:
-    """Run `llama_model_quantize(src -> dst)` for file type `qt`; its log is kept for the error message."""
+def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None, *, token_embedding: int | None = None,
+             output: int | None = None) -> None:
+    """Run `llama_model_quantize(src -> dst)` for file type `qt` (and, when given, ggml types for the token
+    embedding and the output tensor); its log is kept for the error message."""
     import ctypes
 
     import llama_cpp
@@ -117,6 +119,10 @@ def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None) ->
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = qt.ftype
     params.nthread = threads or os.cpu_count() or 1
+    if token_embedding is not None:
+        params.token_embedding_type = token_embedding
+    if output is not None:
+        params.output_tensor_type = output
     with captured_stderr() as log:
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not dst.is_file():

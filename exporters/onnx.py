@@ -8,11 +8,13 @@ once in float32 (`onnx_decoder`, `onnx_encoder`); each precision is a pass over 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from roots_edge.errors import TargetError, VerificationError
 
 from .base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target, copy_support_files
+from .quant import QuantConfig, Unsupported
 
 BOTH, DECODERS = ("llama", "bert"), ("llama",)
 OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18, 21, 22 and 23 verified here
@@ -35,7 +37,6 @@ class OnnxExporter(Exporter, format="onnx"):
 
         spec = source.spec
         decoder = spec.task == "causal-lm"
-        check_options(target, options)
         with tempfile.TemporaryDirectory(prefix="roots-edge-onnx-") as scratch:
             traced = Path(scratch) / "fp32.onnx"
             if decoder:
@@ -67,47 +68,62 @@ class OnnxExporter(Exporter, format="onnx"):
             **extras,
         }
 
+    def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
+        Unsupported.method(quant, "onnx", ("rtn", "minmax") if quant.activations == "int8-static" else ("rtn",))
+        """The target's config with this format's defaults filled in, or a clear refusal."""
+        from .onnx_passes import INT4_GATHER_OPSET, INT8_BLOCK
+
+        if options.opset not in OPSETS:
+            raise TargetError(f"ONNX opset {options.opset} is not supported; choose {OPSETS.start}-{OPSETS.stop - 1} "
+                              "(21 by default; 21 or more stores onnx-int4 embeddings in 4 bits)")
+        p = quant.precision
+        if p in ("fp32", "fp16"):
+            Unsupported.check(quant, "onnx", {})
+            return quant.with_(method="none")
+        if spec.task != "causal-lm":           # BERT encoders, int8: per-channel weights, int8 activations
+            Unsupported.check(quant, "onnx", {})
+            Unsupported.group_size(quant, "onnx", "encoders get one scale per output channel")
+            static = quant.activations == "int8-static"
+            return replace(quant, method="minmax" if static else "rtn", group_size=None,
+                           activations="int8-static" if static else "int8-dynamic")
+        size = quant.group_size or (INT8_BLOCK if p == "int8" else 64)
+        if size < 16 or size & (size - 1):
+            raise TargetError(f"onnx-{p} needs a power-of-two group size of at least 16 (MatMulNBits blocks); "
+                              f"got {size}. Try 32, 64 or 128.")
+        four_bit_gather = options.opset >= INT4_GATHER_OPSET
+        matrix = ("int8", "int4", "fp32")
+        Unsupported.check(quant, "onnx", {"embeddings": ("int8", "fp32") + (("int4",) if four_bit_gather else ()),
+                                          "output": matrix, "attention": matrix, "ffn": matrix})
+        classes = {"embeddings": p if p == "int8" or four_bit_gather else "int8", "output": p, "attention": p,
+                   "ffn": p}
+        if quant.classes.get("embeddings") == "int4" and not four_bit_gather:
+            raise TargetError(f"4-bit embeddings need ONNX opset {INT4_GATHER_OPSET} or later; got {options.opset}")
+        return replace(quant, method="rtn", group_size=size, activations="int8-blocks",
+                       classes={**classes, **quant.classes})
+
     @staticmethod
     def _precision(model, source: Source, target: Target, options: ExportOptions) -> tuple[object, dict | None]:
         from . import onnx_passes as passes
 
-        precision = target.precision
-        if precision in ("fp32", "fp16"):
+        quant = target.quant
+        if quant.precision in ("fp32", "fp16"):
             saved = passes.share_transposed(model)
             info = {"shared_transposed_bytes": saved} if saved else None
-            if precision == "fp16":
+            if quant.precision == "fp16":
                 return passes.to_fp16(model), {"method": "fp16 weights and compute, float32 inputs/outputs",
                                                **(info or {})}
             return model, info
-        if precision == "int8":
-            if source.spec.task == "causal-lm":
-                model, info = passes.int8_blocks(model)
-                if options.static_int8:
-                    info["note"] = "static int8 applies to encoders; decoders use 8-bit weight blocks"
-                return model, info
-            if options.static_int8:
-                from .onnx_encoder import TextCalibration, encoder_names, static_int8_exclusions
+        if quant.activations == "int8-blocks":
+            return passes.weight_blocks(model, quant)
+        if quant.activations == "int8-static":
+            from .onnx_encoder import TextCalibration, encoder_names, static_int8_exclusions
 
-                texts = options.calibration or source.heldout
-                reader = TextCalibration(source.tokenizer, texts, encoder_names(source.spec)[0])
-                if not len(reader):
-                    raise TargetError("static int8 needs calibration text; give --calibration FILE")
-                return passes.int8_static(model, reader, static_int8_exclusions(model, source.spec))
-            return passes.int8_dynamic(model)
-        if precision == "int4":
-            return passes.int4_blocks(model, options.group_size, options.opset)
-        raise TargetError(f"the ONNX exporter has no precision {precision!r}")
-
-
-def check_options(target: Target, options: ExportOptions) -> None:
-    """Refuse options the export would fail on, before any tracing."""
-    if options.opset not in OPSETS:
-        raise TargetError(f"ONNX opset {options.opset} is not supported; choose {OPSETS.start}-{OPSETS.stop - 1} "
-                          "(18 by default; 21 or more stores onnx-int4 embeddings in 4 bits)")
-    size = options.group_size
-    if target.precision == "int4" and (size < 16 or size & (size - 1)):
-        raise TargetError(f"onnx-int4 needs a power-of-two group size of at least 16 (MatMulNBits blocks); "
-                          f"got {size}. Try 32, 64 or 128.")
+            reader = TextCalibration(source.tokenizer, options.calibration or source.heldout,
+                                     encoder_names(source.spec)[0])
+            if not len(reader):
+                raise TargetError("static int8 needs calibration text; give --calibration FILE")
+            return passes.int8_static(model, reader, static_int8_exclusions(model, source.spec))
+        return passes.int8_dynamic(model)
 
 
 def check_u8s8_peak(model, target: Target, options: ExportOptions) -> dict:

@@ -2,12 +2,10 @@
 
     fp16   `onnxruntime.transformers.float16`: weights and compute in fp16, graph inputs/outputs kept fp32
     int8   decoders: `MatMulNBitsQuantizer` with 8-bit blocks of 32 (activations quantized per block in
-           the kernel), embeddings as 8-bit `GatherBlockQuantized` (a tied one shares the LM head's table);
-           encoders: `quantize_dynamic` (per-channel weights in 7 bits, so no CPU's kernel saturates) or
-           `quantize_static` (QDQ s8 x s8, activation ranges calibrated on text)
-    int4   `MatMulNBitsQuantizer` (symmetric blocks, accuracy level 4: int8 activations in the kernel);
-           embeddings (`Gather`) in 4 bits too from opset 21 (4-bit GatherBlockQuantized needs it), in 8-bit
-           blocks below it
+    int4   the kernel), 4-bit blocks of 64 for int4, each tensor class at the bits its `QuantConfig` gives it;
+           embeddings as `GatherBlockQuantized` (4 bits needs opset 21; a tied 8-bit one shares the LM head's
+           table). Encoders (int8): `quantize_dynamic` (per-channel weights in 7 bits, so no CPU's kernel
+           saturates) or `quantize_static` (QDQ s8 x s8, activation ranges calibrated on text)
 
 Every pass takes and returns an `onnx.ModelProto`; `save_model` writes the one artifact file.
 """
@@ -19,6 +17,8 @@ import tempfile
 from pathlib import Path
 
 from roots_edge.runtimes.onnxruntime import DATA_FILE, MODEL_FILE
+
+from .quant import QuantConfig, bits_of, tensor_class
 
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf cannot hold a 2 GB message: past this, weights go to DATA_FILE
 INT4_GATHER_OPSET = 21               # GatherBlockQuantized (4-bit embeddings) needs opset 21
@@ -233,25 +233,48 @@ def to_fp16(model):
     return convert_float_to_float16(model, keep_io_types=True)
 
 
-def int8_blocks(model, block: int = INT8_BLOCK) -> tuple[object, dict]:
-    """Decoders: MatMulNBits with 8-bit symmetric weight blocks (as llama.cpp's Q8_0). With accuracy level 4
-    the kernel quantizes activations per block of the same size, so one loud channel costs only its
-    block, and no CPU's int8 kernel adds u8 x s8 products in 16 bits (see `INT8_BLOCK`). Embeddings are
-    8-bit blocks too; a tied embedding reads the LM head's table."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
+def weight_blocks(model, quant: QuantConfig) -> tuple[object, dict]:
+    """Decoders: each MatMul weight in symmetric blocks of `quant.group_size` (`MatMulNBits`, accuracy level 4:
+    the kernel quantizes activations per block of the same size, so one loud channel costs only its block and
+    no CPU adds u8 x s8 products in 16 bits, see `INT8_BLOCK`), at the bits its tensor class is given (8 or 4;
+    "fp32" keeps it float). Embeddings: 4-bit `GatherBlockQuantized` through ORT's quantizer, or 8-bit blocks
+    (a tied embedding then reads the LM head's table when that is 8-bit too)."""
     copies = transposed_copies(model)
-    quant = MatMulNBitsQuantizer(model, bits=8, block_size=block, is_symmetric=True, accuracy_level=4,
-                                 op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
-    with _quiet_root_logger():
-        quant.process()
-    model = quant.model.model
-    embeddings = int8_embeddings(model, copies, block)
-    info = {"method": "MatMulNBits", "bits": 8, "block_size": block, "symmetric": True, "accuracy_level": 4,
-            "activations": f"int8 per block of {block}, in the kernel", "embeddings": "GatherBlockQuantized, 8 bits"}
-    if embeddings["tied"]:
+    block = quant.group_size
+    weights = {t.name for t in model.graph.initializer}
+    matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    by_bits: dict[int, list[str]] = {}
+    for name in matmuls:
+        bits = bits_of(quant.precision_of(tensor_class(name)))
+        if bits != 32:
+            by_bits.setdefault(bits, []).append(name)
+    for bits, names in sorted(by_bits.items()):
+        chosen = set(names)
+        model = _nbits(model, bits, block, ("MatMul",), exclude=[n for n in matmuls if n not in chosen])
+    embeddings = quant.precision_of("embeddings")
+    if embeddings == "int4":
+        model = _nbits(model, 4, block, ("Gather",))
+    elif embeddings == "int8":
+        int8_embeddings(model, copies, block)
+    info = {"method": "MatMulNBits", "bits": bits_of(quant.precision), "symmetric": True, "accuracy_level": 4, "block_size": block,
+            "activations": f"int8 per block of {block}, in the kernel",
+            "matmuls": {f"{bits}-bit": len(names) for bits, names in sorted(by_bits.items(), reverse=True)},
+            "embeddings": {"int4": "GatherBlockQuantized, 4 bits", "int8": "GatherBlockQuantized, 8 bits"}.get(
+                embeddings, "float")}
+    if embeddings == "int8" and quant.precision_of("output") == "int8" and copies:
         info["tied_embeddings"] = "read from the LM head's 8-bit blocks"
     return model, info
+
+
+def _nbits(model, bits: int, block: int, ops: tuple[str, ...], exclude: list[str] = ()):
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quant = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=True, accuracy_level=4,
+                                 nodes_to_exclude=list(exclude), op_types_to_quantize=ops,
+                                 quant_axes=(("MatMul", 0), ("Gather", 1)))
+    with _quiet_root_logger():
+        quant.process()
+    return quant.model.model
 
 
 def int8_dynamic(model) -> tuple[object, dict]:
@@ -290,21 +313,3 @@ def int8_static(model, reader, exclude: list[str]) -> tuple[object, dict]:
                                    "reduce_range": True,
                                    "activations": "QInt8 (MinMax)", "calibration_texts": len(reader),
                                    "op_types": ops, "float_nodes": len(exclude)}
-
-
-def int4_blocks(model, block_size: int, opset: int) -> tuple[object, dict]:
-    """MatMulNBits: 4-bit symmetric blocks of `block_size` along each weight's input axis."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    ops = ("MatMul", "Gather") if opset >= INT4_GATHER_OPSET else ("MatMul",)
-    quant = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True, accuracy_level=4,
-                                 op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
-    with _quiet_root_logger():
-        quant.process()
-    info = {"method": "MatMulNBits", "bits": 4, "block_size": block_size, "symmetric": True, "accuracy_level": 4,
-            "op_types": list(ops)}
-    model = quant.model.model
-    if "Gather" not in ops:
-        int8_embeddings(model, {}, INT8_BLOCK)
-        info["embeddings"] = f"8-bit blocks of {INT8_BLOCK} (4-bit Gather needs opset >= {INT4_GATHER_OPSET})"
-    return model, info

@@ -12,9 +12,13 @@ so that `openvino_genai.LLMPipeline(folder, "CPU")` generates from a decoder fol
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from roots_edge.errors import TargetError
+
 from .base import FLOAT32, HALF, INT4, INT8, Exporter, ExportOptions, Source, Target, copy_support_files
+from .quant import QuantConfig, Unsupported
 
 BOTH = ("llama", "bert")
 MODEL_XML = "openvino_model.xml"
@@ -68,6 +72,40 @@ class OpenVinoExporter(Exporter, format="openvino"):
             items = openvino_encoder.calibration_items(source.tokenizer, source.spec, texts)
         return converted(source), items
 
+    def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
+        from .openvino_compress import int4_group_size
+
+        if quant.precision in ("fp32", "fp16", "int8"):
+            Unsupported.check(quant, "openvino", {})
+            Unsupported.method(quant, "openvino", ("rtn", "minmax"))
+            if quant.precision != "int8":
+                return quant.with_(method="none")
+            Unsupported.group_size(quant, "openvino", "int8 has one scale per output channel")
+            if spec.is_decoder:     # weights only, one scale per output channel
+                return replace(quant, method="rtn", group_size=None, activations="float")
+            return replace(quant, method="minmax", group_size=None, activations="int8-static")
+        # NNCF keeps the embeddings and the last layer in its 8-bit backup mode, or puts every layer in
+        # 4 bits (all_layers): one switch for both
+        Unsupported.check(quant, "openvino", {"embeddings": ("int8", "int4"), "output": ("int8", "int4")})
+        edges = {quant.classes.get("embeddings", "int8"), quant.classes.get("output", "int8")}
+        if len(edges) > 1:
+            raise TargetError("openvino-int4 puts the embeddings and the output layer in the same precision "
+                              "(NNCF's all_layers switch): give both int8 or both int4")
+        edge = edges.pop()
+        group, note = int4_group_size(spec, quant.group_size or 64)
+        if note:
+            import warnings
+
+            warnings.warn(note, stacklevel=2)
+        # NNCF's AWQ patterns are the gated MLPs of decoders: BERT has none, so AWQ defaults off there
+        method = quant.method or ("awq+scale-estimation" if spec.family == "llama" else "scale-estimation")
+        unknown = set(method.split("+")) - {"awq", "scale-estimation", "gptq", "rtn"}
+        if unknown:
+            raise TargetError(f"openvino-int4 methods are rtn, or awq, scale-estimation and gptq joined by '+' "
+                              f"(e.g. awq+scale-estimation); got {method!r}")
+        return replace(quant, method=method, group_size=group, activations="float",
+                       classes={"embeddings": edge, "output": edge, "attention": "int4", "ffn": "int4"})
+
     @staticmethod
     def _compress(ov_model, target: Target, spec, options: ExportOptions, items: list[dict]):
         from . import openvino_compress as oc
@@ -76,7 +114,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
             return ov_model, {"method": "none"}
         if target.precision == "int8":
             return oc.compress_int8_weights(ov_model) if spec.is_decoder else oc.quantize_int8(ov_model, items)
-        return oc.compress_int4(ov_model, spec, options, items)
+        return oc.compress_int4(ov_model, target.quant, items)
 
 
 def write_tokenizers(hf_tokenizer, out: Path, *, decoder: bool) -> dict:

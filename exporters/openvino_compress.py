@@ -5,8 +5,8 @@
                   encoders: `nncf.quantize` post-training quantization (weights and activations),
                   calibrated on the calibration texts
     int4          `nncf.compress_weights` INT4 with groups of `group_size` input channels and `ratio` of the
-                  layers in 4 bits (the rest, the embeddings and the output layer in INT8_ASYM); AWQ and
-                  scale estimation run on calibration activations when they are on
+                  layers in 4 bits (the rest, the embeddings and the output layer in INT8_ASYM, or everything
+                  in 4 bits with `all_layers`); AWQ and scale estimation run on calibration activations
 """
 from __future__ import annotations
 
@@ -72,28 +72,23 @@ def quantize_int8(ov_model, items: list[dict]):
                    "calibration_items": len(items)}
 
 
-def compress_int4(ov_model, spec, options, items: list[dict]):
-    """4-bit weight compression with the group size, ratio and data-aware methods of `options`."""
+def compress_int4(ov_model, quant, items: list[dict]):
+    """4-bit weight compression by the resolved `quant` (group size, ratio, data-aware methods; embeddings and
+    the output layer in INT8_ASYM unless the config puts them in 4 bits too)."""
     nncf = _quiet_nncf()
-    group, note = int4_group_size(spec, options.group_size)
-    if not 0.0 < options.ratio <= 1.0:
-        raise TargetError(f"ratio {options.ratio} is outside (0, 1]: it is the share of layers kept in 4 bits")
-    # NNCF's AWQ patterns are the gated MLPs of decoders: BERT has none, so AWQ defaults off there
-    awq = bool(items) and spec.family == "llama" if options.awq is None else options.awq
-    scale_est = bool(items) if options.scale_estimation is None else options.scale_estimation
-    if (awq or scale_est) and not items:
-        raise DataError("AWQ and scale estimation need calibration text; give --calibration FILE or turn them off")
-    used = items[:SUBSET] if awq or scale_est else []
+    methods = quant.methods()
+    awq, scale_est, gptq = "awq" in methods, "scale-estimation" in methods, "gptq" in methods
+    if (awq or scale_est or gptq) and not items:
+        raise DataError("AWQ, scale estimation and GPTQ need calibration text; give --calibration FILE or --method rtn")
+    used = items[:SUBSET] if awq or scale_est or gptq else []
+    all_layers = quant.precision_of("embeddings") == "int4"
     model = nncf.compress_weights(
-        ov_model, mode=getattr(nncf.CompressWeightsMode, INT4_MODE), group_size=group, ratio=options.ratio,
-        dataset=nncf.Dataset(used) if used else None, awq=awq, scale_estimation=scale_est,
-        subset_size=len(used) or SUBSET)
-    settings = {"method": "nncf.compress_weights", "mode": INT4_MODE, "group_size": group, "ratio": options.ratio,
-                "awq": awq, "scale_estimation": scale_est, "backup_mode": "INT8_ASYM",
-                "calibration_items": len(used)}
-    if note:
-        settings.update(group_size_requested=options.group_size, group_size_note=note)
-    return model, settings
+        ov_model, mode=getattr(nncf.CompressWeightsMode, INT4_MODE), group_size=quant.group_size, ratio=quant.ratio,
+        dataset=nncf.Dataset(used) if used else None, awq=awq, scale_estimation=scale_est, gptq=gptq,
+        subset_size=len(used) or SUBSET, all_layers=all_layers)
+    return model, {"method": "nncf.compress_weights", "mode": INT4_MODE, "group_size": quant.group_size,
+                   "ratio": quant.ratio, "awq": awq, "scale_estimation": scale_est, "gptq": gptq, "backup_mode": "INT8_ASYM",
+                   "all_layers": all_layers, "calibration_items": len(used)}
 
 
 def weight_element_counts(ov_model) -> dict[str, int]:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 FILE = "manifest.json"
-SCHEMA = 2  # 2: `schema`, `exporter_revision` and `verification.cpu` are written
+SCHEMA = 3  # 2: `schema`, `exporter_revision`, `verification.cpu` are written; 3: `quant`
 
 
 @dataclass
@@ -49,6 +49,7 @@ class Manifest:
     target: str
     format: str
     precision: str
+    quant: dict = field(default_factory=dict)        # exporters/quant.QuantConfig as applied (schema 3)
     source: SourceInfo = field(default_factory=SourceInfo)
     files: list[FileEntry] = field(default_factory=list)
     size_bytes: int = 0

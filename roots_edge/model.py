@@ -166,11 +166,13 @@ class LanguageModel:
     def export(self, target: str, out: str | Path, *, force: bool = False, **options) -> dict:
         """Export to `target` (e.g. "gguf-q4") in folder `out`, verified against this model; returns the manifest.
 
-        `options` are `roots_edge.exporters.ExportOptions` fields (group_size, ratio, calibration, ...).
+        `options` are quantization settings (`QuantConfig` fields: group_size, method, ratio, activations,
+        classes={"output": "int8"}) and `ExportOptions` fields (calibration, opset, verify_texts, ...).
         """
-        from .exporters import ExportOptions, export, load_source
+        from .exporters import configure, export, load_source
 
-        return export(load_source(self), target, Path(out), ExportOptions(**options), force=force)
+        resolved, opts = configure(target, self.spec.family, **options)
+        return export(load_source(self), resolved, Path(out), opts, force=force)
 
     def info(self) -> dict:
         n = sum(p.numel() for p in self.model.parameters())

@@ -39,22 +39,29 @@ def _targets_help() -> str:
                    "as typed (-t gguf-q4 -> OUTPUT/gguf-q4).")
 @click.option("--calibration", type=click.Path(), help="Text for data-aware methods and verification "
               "(.txt, .jsonl, .csv); default: the model's validation text.")
-@click.option("--group-size", type=int, default=64, show_default=True, help="int4 group / block size.")
-@click.option("--ratio", type=float, default=1.0, show_default=True, help="OpenVINO int4: share of weights in 4 bits.")
-@click.option("--awq/--no-awq", default=None, help="OpenVINO int4 AWQ (default: on with calibration text).")
+@click.option("--group-size", type=int, help="Weight block / group size along the input axis "
+              "(default: 32 for onnx-int8, 64 for int4; -1 = per channel in OpenVINO).")
+@click.option("--method", help="Weight rounding: rtn; OpenVINO int4 also awq, scale-estimation, gptq joined by '+' "
+              "(default there: awq+scale-estimation for decoders).")
+@click.option("--tensor", "tensors", multiple=True, metavar="CLASS=PRECISION",
+              help="Another precision for one class of tensors: embeddings, output, attention or ffn "
+                   "(e.g. --tensor output=int8). Repeatable; each format says which it can do.")
+@click.option("--ratio", type=float, help="OpenVINO int4: share of weights in 4 bits (default 1.0).")
+@click.option("--awq/--no-awq", default=None, help="OpenVINO int4 AWQ (default: on for decoders).")
 @click.option("--scale-estimation/--no-scale-estimation", default=None,
-              help="OpenVINO int4 scale estimation (default: on with calibration text).")
+              help="OpenVINO int4 scale estimation (default: on).")
 @click.option("--static-int8", is_flag=True, help="ONNX encoders: static QDQ int8 with calibration.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against PyTorch.")
 @click.option("--allow-drift", is_flag=True, help="Keep an artifact that drifts past its bound (recorded).")
 @click.option("--force", is_flag=True, help="Overwrite existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 @download_option
-def export(model, targets, output, calibration, group_size, ratio, awq, scale_estimation, static_int8, no_verify,
-           allow_drift, force, as_json, download):
+def export(model, targets, output, calibration, group_size, method, tensors, ratio, awq, scale_estimation, static_int8,
+           no_verify, allow_drift, force, as_json, download):
     """Export MODEL (default: the embedded default) to one or more TARGETs, each verified against PyTorch."""
     from roots_edge.errors import OutputExistsError
-    from roots_edge.exporters import ExportOptions, export as run_export, get_target, load_source, verification_table
+    from roots_edge.exporters import configure, export as run_export, get_target, load_source, verification_table
+    from roots_edge.exporters.quant import parse_classes
     from roots_edge.model import LanguageModel
 
     out = Path(output)
@@ -66,12 +73,15 @@ def export(model, targets, output, calibration, group_size, ratio, awq, scale_es
     taken = [str(d) for d in dests if d.exists()]
     if taken and not force:
         raise OutputExistsError(f"{', '.join(taken)} already exist(s); choose another --output or pass --force")
-    options = ExportOptions(group_size=group_size, ratio=ratio, awq=awq, scale_estimation=scale_estimation,
-                            static_int8=static_int8, verify=not no_verify, allow_drift=allow_drift)
+    classes = parse_classes(tensors)
     lm = LanguageModel.from_pretrained(model, allow_download=download)
+    # every target's settings are checked before the first export starts
+    jobs = [configure(t, spec=lm.spec, group_size=group_size, method=method, ratio=ratio, classes=classes or None,
+                      awq=awq, scale_estimation=scale_estimation, static_int8=static_int8, verify=not no_verify,
+                      allow_drift=allow_drift) for t in resolved]
     source = load_source(lm, calibration=Path(calibration) if calibration else None)
     manifests = []
-    for target, dest in zip(resolved, dests):
+    for (target, options), dest in zip(jobs, dests):
         click.echo(f"exporting {target.name} -> {dest}", err=True)
         manifests.append(run_export(source, target, dest, options, force=force))
     if as_json:

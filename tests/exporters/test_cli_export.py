@@ -50,11 +50,12 @@ def test_empty_calibration_file_is_refused(tiny_llama, tmp_path):
 
 
 def test_drift_past_the_bound_fails_and_leaves_nothing(tiny_llama, texts_jsonl, tmp_path, monkeypatch):
-    from roots_edge.exporters import base
+    import dataclasses
+
     from roots_edge.exporters.base import Bound, get_target
 
     t = get_target("onnx-int8")
-    strict = base.Target(t.name, t.format, t.precision, t.families, Bound(kl=1e-9, top1=1.0), t.classifier_bound)
+    strict = dataclasses.replace(t, decoder_bound=Bound(kl=1e-9, top1=1.0))
     from roots_edge.errors import VerificationError
     from roots_edge.exporters import export, load_source
 

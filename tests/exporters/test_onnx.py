@@ -21,9 +21,12 @@ PROMPTS = ["Return the number of", "The default value is", "Raise ValueError if 
 
 
 def _export(source, target: str, out: Path, **opts) -> tuple[Path, dict]:
-    from roots_edge.exporters import ExportOptions, export
+    from roots_edge.exporters import configure, export
 
-    return out, export(source, target, out, ExportOptions(group_size=GROUP, **opts), log=lambda *_: None)
+    if source.spec.is_decoder and not target.endswith(("fp32", "fp16")):
+        opts.setdefault("group_size", GROUP)
+    resolved, options = configure(target, spec=source.spec, **opts)
+    return out, export(source, resolved, out, options, log=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
@@ -265,10 +268,10 @@ def test_damaged_artifacts_raise_a_clear_error(llama_onnx, tmp_path):
 
 def test_options_onnx_cannot_use_are_refused_before_tracing(llama, tmp_path):
     from roots_edge.errors import TargetError
-    from roots_edge.exporters import ExportOptions, export
+    from roots_edge.exporters import ExportOptions, export, get_target
 
     with pytest.raises(TargetError, match="power-of-two"):
-        export(llama, "onnx-int4", tmp_path / "x", ExportOptions(group_size=48), log=lambda *_: None)
+        export(llama, get_target("onnx-int4").with_quant(group_size=48), tmp_path / "x", log=lambda *_: None)
     with pytest.raises(TargetError, match="opset 30 is not supported; choose 14-23"):
         export(llama, "onnx-fp32", tmp_path / "x", ExportOptions(opset=30), log=lambda *_: None)
     assert not (tmp_path / "x").exists()

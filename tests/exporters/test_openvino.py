@@ -19,13 +19,14 @@ GROUP = 32  # divides the tiny Llama's widths (64, 256) and the tiny BERT's (64,
 
 
 def _export_all(source, root: Path, **opts) -> dict[str, tuple[Path, dict]]:
-    from roots_edge.exporters import ExportOptions, export
+    from roots_edge.exporters import configure, export
 
     out = {}
     for precision in PRECISIONS:
         path = root / precision
-        manifest = export(source, f"openvino-{precision}", path, ExportOptions(group_size=GROUP, **opts),
-                          log=lambda *_: None)
+        target, options = configure(f"openvino-{precision}", spec=source.spec,
+                                    group_size=GROUP if precision == "int4" else None, **opts)
+        manifest = export(source, target, path, options, log=lambda *_: None)
         out[precision] = (path, manifest)
     return out
 

@@ -1,0 +1,114 @@
+"""Typed quantization: a target is (format, QuantConfig); per-class precisions reach the files each format
+writes, the manifest records the config as applied, and what a format cannot do is refused up front."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from roots_edge.cli import main
+from roots_edge.errors import TargetError
+from roots_edge.exporters import configure, export, get_target, load_source
+from roots_edge.exporters.quant import QuantConfig, parse_classes, tensor_class
+
+
+@pytest.mark.parametrize("name, cls", [
+    ("/model/model/embed_tokens/Gather", "embeddings"), ("token_embd.weight", "embeddings"),
+    ("/body/bert/embeddings/position_embeddings/Gather", "embeddings"),
+    ("/model/lm_head/MatMul", "output"), ("output.weight", "output"), ("/body/classifier/Gemm", "output"),
+    ("/model/model/layers.0/self_attn/v_proj/MatMul", "attention"), ("blk.3.attn_output.weight", "attention"),
+    ("/body/bert/encoder/layer.0/attention/output/dense/MatMul", "attention"),
+    ("/model/model/layers.1/mlp/down_proj/MatMul", "ffn"), ("blk.0.ffn_gate.weight", "ffn"),
+    ("/body/bert/encoder/layer.0/output/dense/MatMul", "ffn"), ("blk.0.attn_norm.weight", "attention"),
+    ("something_else", None),
+])
+def test_tensor_classes_across_the_formats_naming_schemes(name, cls):
+    assert tensor_class(name) == cls
+
+
+def test_every_target_name_still_resolves_to_a_typed_config():
+    t = get_target("gguf-q4")
+    assert (t.name, t.format, t.precision, t.quant) == ("gguf-Q4_K_M", "gguf", "Q4_K_M", QuantConfig("Q4_K_M"))
+    assert get_target("onnx-int4").with_quant(group_size=32).quant.group_size == 32
+    assert get_target("onnx-int4").quant.group_size is None        # the registry's target is not changed
+
+
+def test_bad_settings_are_refused_with_what_is_possible(tiny_llama):
+    from roots_edge.model import LanguageModel
+
+    spec = LanguageModel.from_pretrained(tiny_llama).spec
+    with pytest.raises(TargetError, match="unknown tensor class.*embeddings, output, attention, ffn"):
+        parse_classes(["lm=int8"])
+    with pytest.raises(TargetError, match="CLASS=PRECISION"):
+        parse_classes(["output"])
+    with pytest.raises(TargetError, match="attention tensors in int8; attention can be: only the target's own"):
+        configure("gguf-q4", spec=spec, classes={"attention": "int8"})
+    with pytest.raises(TargetError, match="same precision"):
+        configure("openvino-int4", spec=spec, classes={"embeddings": "int4", "output": "int8"})
+    with pytest.raises(TargetError, match="rounds weights by rtn; method 'awq'"):
+        configure("onnx-int4", spec=spec, method="awq")
+    with pytest.raises(TargetError, match="no group size setting"):
+        configure("gguf-q8", spec=spec, group_size=64)
+    with pytest.raises(TargetError, match="'Q9_X' is not a GGUF tensor type"):
+        configure("gguf-q4", spec=spec, classes={"output": "Q9_X"})
+    with pytest.raises(TypeError, match="unknown export setting"):
+        configure("onnx-int4", spec=spec, blocksize=32)
+
+
+def test_onnx_int4_with_an_8bit_head_and_embeddings(tiny_llama, texts_jsonl, tmp_path):
+    import onnx
+
+    src = load_source(tiny_llama, calibration=texts_jsonl)
+    target, options = configure("onnx-int4", spec=src.spec, group_size=32, classes={"output": "int8",
+                                                                                     "embeddings": "int8"})
+    m = export(src, target, tmp_path / "mixed", options, log=lambda *_: None)
+    assert m["quant"]["classes"] == {"embeddings": "int8", "output": "int8", "attention": "int4", "ffn": "int4"}
+    assert m["quant"]["group_size"] == 32 and m["quant"]["method"] == "rtn"
+    q = m["quantization"]
+    assert q["matmuls"] == {"8-bit": 1, "4-bit": 14} and q["embeddings"] == "GatherBlockQuantized, 8 bits"
+    assert q["tied_embeddings"] == "read from the LM head's 8-bit blocks"
+    graph = onnx.load(str(tmp_path / "mixed" / "model.onnx")).graph
+    bits = {n.name: next(a.i for a in n.attribute if a.name == "bits") for n in graph.node if n.op_type == "MatMulNBits"}
+    assert [b for name, b in bits.items() if "lm_head" in name] == [8]
+    assert sorted(set(b for name, b in bits.items() if "lm_head" not in name)) == [4]
+    plain = export(src, "onnx-int4", tmp_path / "plain", log=lambda *_: None)
+    assert plain["quant"]["classes"]["output"] == "int4" and plain["size_bytes"] < m["size_bytes"]
+    assert m["verification"]["passed"] and m["verification"]["metrics"]["kl"] <= plain["verification"]["metrics"]["kl"]
+
+
+def test_gguf_embedding_and_output_types_reach_llama_cpp(tiny_llama256, texts_jsonl, tmp_path):
+    from gguf import GGUFReader
+
+    src = load_source(tiny_llama256, calibration=texts_jsonl)
+    target, options = configure("gguf-q4", spec=src.spec, classes={"embeddings": "int8"})
+    m = export(src, target, tmp_path / "q4", options, log=lambda *_: None)
+    types = {t.name: t.tensor_type.name for t in GGUFReader(tmp_path / "q4" / m["gguf_file"]).tensors}
+    assert types["token_embd.weight"] == "Q8_0" and m["quant"]["classes"] == {"embeddings": "int8"}
+    assert m["verification"]["passed"]
+
+
+def test_cli_tensor_option_and_method(tiny_llama, texts_jsonl, tmp_path):
+    r = CliRunner().invoke(main, ["export", str(tiny_llama), "-t", "onnx-int4", "--tensor", "output=int8",
+                                  "--group-size", "32", "-o", str(tmp_path / "o"), "--calibration", str(texts_jsonl)])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert m["quant"]["classes"]["output"] == "int8" and m["quantization"]["matmuls"]["8-bit"] == 1
+    r = CliRunner().invoke(main, ["export", str(tiny_llama), "-t", "onnx-int4", "-t", "gguf-q8", "--tensor",
+                                  "attention=int8", "-o", str(tmp_path / "two")])
+    assert r.exit_code == 1 and "gguf-Q8_0 cannot put attention tensors in int8" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "two").exists()   # refused before any export
+
+
+def test_openvino_int4_method_and_all_layers_in_the_manifest(tiny_llama, texts_jsonl, tmp_path):
+    src = load_source(tiny_llama, calibration=texts_jsonl)
+    target, options = configure("openvino-int4", spec=src.spec, group_size=32, method="rtn",
+                                classes={"embeddings": "int4", "output": "int4"})
+    m = export(src, target, tmp_path / "ov", options, log=lambda *_: None)
+    c = m["compression"]
+    assert (c["awq"], c["scale_estimation"], c["all_layers"], c["calibration_items"]) == (False, False, True, 0)
+    assert m["quant"]["method"] == "rtn" and m["quant"]["classes"]["embeddings"] == "int4"
+    default = export(src, "openvino-int4", tmp_path / "ov-default", log=lambda *_: None)
+    assert default["quant"]["method"] == "awq+scale-estimation"
+    assert default["quant"]["classes"]["embeddings"] == "int8" and not default["compression"]["all_layers"]
+    assert m["weight_elements"].get("u8", 0) < default["weight_elements"].get("u8", 0)
+    assert np.isfinite(m["verification"]["metrics"]["kl"])
