@@ -88,18 +88,45 @@ def check_text(text) -> str:
     return text
 
 
+def artifact_task(manifest: Manifest | None, found: str, where: Path) -> str:
+    """The task of an artifact: what its manifest records (the exporter verified it as that); the model
+    file's own structure (`found`: KV-cache inputs, a logits output, a GGUF pooling type) only speaks for
+    artifacts exported elsewhere (Optimum's, a community GGUF). A manifest that disagrees with its model
+    file means the folder was mixed up."""
+    recorded = manifest.source.task if manifest is not None else ""
+    if recorded and recorded != found:
+        raise RuntimeLoadError(f"{where}: manifest.json says the model is a {recorded} model but the model file is "
+                               f"a {found} model; the folder holds files of two different exports. Export it again.")
+    return recorded or found
+
+
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def context_length(config: dict, where: Path) -> int:
+    """The longest sequence the model was built for, from config.json (no guessing: a wrong guess lets a
+    model run on positions it never learned)."""
+    for key in CONTEXT_KEYS:
+        if isinstance(config.get(key), int) and config[key] > 0:
+            return config[key]
+    raise RuntimeLoadError(f"{where}/config.json gives no context length ({' / '.join(CONTEXT_KEYS)}); copy the "
+                           "source model's config.json beside the model file")
+
+
 class FolderMeta:
     """What a backend reads beside its model file, read once: config, manifest, tokenizer, and the
-    facts derived from them (EOS ids, context length, labels, padding id)."""
+    facts derived from them (task, EOS ids, context length, labels, padding id). `found` is the task the
+    model file's structure shows (`artifact_task`)."""
 
-    def __init__(self, folder: Path, task: str):
+    def __init__(self, folder: Path, found: str):
         folder = Path(folder)
         self.config = read_json(folder / "config.json")
         self.manifest = Manifest.read(folder)        # None: not exported by roots-edge
+        self.task = task = artifact_task(self.manifest, found, folder)
         self.tok = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
         eos = read_json(folder / "generation_config.json").get("eos_token_id", self.config.get("eos_token_id"))
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        self.context_length = int(self.config.get("max_position_embeddings", 2048))
+        self.context_length = context_length(self.config, folder)
         id2label = self.config.get("id2label") or {}
         self.labels = [id2label[k] for k in sorted(id2label, key=int)] if task == "classification" else []
         self.pad_id = self._pad_id(folder)

@@ -19,8 +19,9 @@ from typing import Sequence
 import numpy as np
 
 from roots_edge.errors import BackendError, ContextOverflowError
+from roots_edge.manifest import Manifest
 
-from .base import ENCODER_MAX_TOKENS, GGUF_MAGIC, Backend, RuntimeLoadError
+from .base import ENCODER_MAX_TOKENS, GGUF_MAGIC, Backend, RuntimeLoadError, artifact_task
 
 
 
@@ -170,7 +171,8 @@ class LlamaCppBackend(Backend, format="gguf"):
         self.mean = self.encoder and pooling == llama_cpp.LLAMA_POOLING_TYPE_MEAN
         self.labels = ([(llama_cpp.llama_model_cls_label(model, i) or b"").decode()
                         for i in range(llama_cpp.llama_model_n_cls_out(model))] if self.rank else [])
-        self.task = "causal-lm" if not self.encoder else "classification" if self.rank else "embedding"
+        self.task = artifact_task(Manifest.read(self.path.parent), "causal-lm" if not self.encoder else
+                                  "classification" if self.rank else "embedding", self.path.parent)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.n_past = 0
 

@@ -125,9 +125,9 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.weight_bytes = sum(p.stat().st_size for p in (model_file, self.folder / DATA_FILE) if p.is_file())
         self.num_layers = sum(1 for i in range(len(self.inputs)) if PAST_KEY % i in self.inputs)
-        self.task = ("causal-lm" if self.num_layers else "classification" if LOGITS in self.outputs
-                     else "embedding")
-        meta = FolderMeta(self.folder, self.task)
+        meta = FolderMeta(self.folder, "causal-lm" if self.num_layers else "classification" if LOGITS in self.outputs
+                          else "embedding")
+        self.task = meta.task
         self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
         message = int8_kernel_warning(self.manifest)
         if message:

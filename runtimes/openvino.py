@@ -78,9 +78,9 @@ class OpenVinoBackend(Backend, format="openvino"):
             raise RuntimeLoadError(f"OpenVINO cannot compile {xml} for {setting}: {_first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self.weight_bytes = weights.stat().st_size
-        self.task = ("causal-lm" if self.stateful else "classification" if "logits" in self.outputs
-                     else "embedding")
-        meta = FolderMeta(self.folder, self.task)
+        meta = FolderMeta(self.folder, "causal-lm" if self.stateful else "classification" if "logits" in self.outputs
+                          else "embedding")
+        self.task = meta.task
         self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
         self.context_length, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
         self.seen = 0

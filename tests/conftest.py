@@ -187,3 +187,8 @@ def torch_greedy(source, ids, n: int) -> list[int]:
         out = source.model.generate(torch.from_numpy(ids), attention_mask=torch.ones_like(torch.from_numpy(ids)),
                                     max_new_tokens=n, do_sample=False, pad_token_id=source.spec.pad_token_id)
     return out[0, ids.shape[1]:].tolist()
+
+
+# session-wide exports that exporter and runtime tests share (imported last: artifacts.py reads the helpers above)
+from artifacts import (bert, bert_exports, bert_ir, bert_onnx, bert_src, llama, llama_exports,  # noqa: E402,F401
+                       llama_ir, llama_onnx, llama_src, texts_file)

@@ -142,12 +142,19 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
 
 
 def _kind(path: Path) -> str:
-    manifest = Manifest.read(path if path.is_dir() else path.parent)
-    if manifest is not None:
-        task = manifest.source.task
-    else:
-        cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
-        task = "classification" if any("Classification" in a for a in cfg.get("architectures", [])) else "causal-lm"
+    """decoder or classifier, from the manifest's task, else (a model folder, a foreign export) from its
+    config.json by the one architecture table (`roots_edge.spec`)."""
+    folder = path if path.is_dir() else path.parent
+    manifest = Manifest.read(folder)
+    task = manifest.source.task if manifest is not None else ""
+    if not task:
+        from roots_edge.errors import NotAModelError, UnsupportedModelError
+        from roots_edge.spec import read_spec
+
+        try:
+            task = read_spec(folder).task
+        except (NotAModelError, UnsupportedModelError):
+            task = "causal-lm"   # a bare GGUF file, say: its backend says what it is when it loads
     return "decoder" if task == "causal-lm" else "classifier"
 
 

@@ -10,53 +10,16 @@ import pytest
 pytest.importorskip("gguf")
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from conftest import export_all, run_python  # noqa: E402
 from roots_edge.errors import TargetError  # noqa: E402
 from roots_edge.exporters import ExportOptions, export, load_source  # noqa: E402
-from roots_edge.runtimes.base import RuntimeLoadError  # noqa: E402
 from roots_edge.runtimes.llamacpp import LlamaCppBackend  # noqa: E402
 
-DECODER_TARGETS = ("gguf-f32", "gguf-f16", "gguf-q8", "gguf-q4")
-
-
-def _gguf(folder):
-    files = sorted(folder.glob("*.gguf"))
-    assert len(files) == 1, files
-    return files[0]
+from artifacts import GGUF_TARGETS as DECODER_TARGETS  # noqa: E402
+from artifacts import gguf_file as _gguf  # noqa: E402
 
 
 def _field(reader, key):
     return reader.fields[key].contents()
-
-
-@pytest.fixture(scope="module")
-def texts_file(small_corpus, tmp_path_factory):
-    """Calibration / verification text for every source here: the session's docstring subset, so that
-    `load_source` does not gather the standard library's docstrings once per model (seconds each)."""
-    path = tmp_path_factory.mktemp("gguf-texts") / "docstrings.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in small_corpus.train[:300] + small_corpus.val))
-    return path
-
-
-@pytest.fixture(scope="module")
-def llama_src(tiny_llama256, texts_file):
-    return load_source(tiny_llama256, calibration=texts_file)
-
-
-@pytest.fixture(scope="module")
-def llama_exports(llama_src, tmp_path_factory):
-    """target -> (artifact folder, manifest), each exported (and verified) once."""
-    return export_all(llama_src, DECODER_TARGETS, tmp_path_factory.mktemp("gguf-llama"))
-
-
-@pytest.fixture(scope="module")
-def bert_src(tiny_bert_classifier, texts_file):
-    return load_source(tiny_bert_classifier, calibration=texts_file)
-
-
-@pytest.fixture(scope="module")
-def bert_exports(bert_src, tmp_path_factory):
-    return export_all(bert_src, ("gguf-f32", "gguf-q8"), tmp_path_factory.mktemp("gguf-bert"))
 
 
 # ---------------------------------------------------------------------------- Llama decoders
@@ -149,19 +112,6 @@ def test_llama_cpp_greedy_equals_pytorch(llama_exports, llama_src):
             if len(got) == len(ref):
                 break
         assert got == ref and len(ref) >= 8
-
-
-def test_backend_forward_matches_full_prefill(llama_exports):
-    backend = LlamaCppBackend(llama_exports["gguf-f32"][0], device="cpu")
-    ids = np.array([backend.tokenize("Return the number of items in the list.")])
-    full = backend.logits(ids)                                   # (T, V)
-    backend.reset()
-    first = backend.forward(ids[0, :5])
-    steps = [backend.forward(ids[0, i:i + 1]) for i in range(5, ids.shape[1])]
-    np.testing.assert_allclose(np.stack([first, *steps]), full[4:], atol=1e-4)
-    assert full.shape == (ids.shape[1], 512) and full.dtype == np.float32
-    info = backend.info()
-    assert (info["precision"], info["task"], info["context_length"]) == ("F32", "causal-lm", 128)
 
 
 def _fuzz_strings(heldout: list[str]) -> list[str]:
@@ -310,37 +260,6 @@ def test_minilm_embeddings(minilm_path, texts_file, tmp_path):
 
 
 # ---------------------------------------------------------------------------- damaged files, imports
-def test_damaged_files_raise_clear_errors(llama_exports, tmp_path):
-    good = _gguf(llama_exports["gguf-f16"][0]).read_bytes()
-    cut = tmp_path / "cut.gguf"
-    cut.write_bytes(good[: len(good) // 2])
-    with pytest.raises(RuntimeLoadError, match="truncated"):
-        LlamaCppBackend(cut)
-    head_only = tmp_path / "head.gguf"
-    head_only.write_bytes(good[:100])
-    with pytest.raises(RuntimeLoadError, match="truncated or corrupt"):
-        LlamaCppBackend(head_only)
-    junk = tmp_path / "junk.gguf"
-    junk.write_bytes(b"PK\x03\x04" + bytes(200))
-    with pytest.raises(RuntimeLoadError, match="not a GGUF file"):
-        LlamaCppBackend(junk)
-    with pytest.raises(RuntimeLoadError, match="does not exist"):
-        LlamaCppBackend(tmp_path / "missing.gguf")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(RuntimeLoadError, match="holds 0 .gguf files"):
-        LlamaCppBackend(tmp_path / "empty")
-
-
-def test_runtime_never_imports_torch_and_exporter_imports_lazily(llama_exports):
-    path = _gguf(llama_exports["gguf-q8"][0])
-    code = ("import sys, numpy as np\n"
-            "import roots_edge.exporters.gguf\n"
-            "assert not {'gguf', 'llama_cpp', 'torch'} & set(sys.modules), 'heavy import'\n"
-            "from roots_edge.runtimes.llamacpp import LlamaCppBackend\n"
-            f"b = LlamaCppBackend({str(path)!r}, device='cpu')\n"
-            "x = b.logits(np.array([b.tokenize('Return the value')]))\n"
-            "print(x.shape)\n")
-    assert run_python(code).strip() == "(4, 512)"
 
 
 def test_manifest_is_valid_json_with_extras(llama_exports):

@@ -4,61 +4,21 @@ own backend."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SENTIMENT_HELDOUT, SENTIMENT_TRAIN, run_python, source_with_texts, torch_greedy
+from conftest import SENTIMENT_HELDOUT, source_with_texts, torch_greedy
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-DECODER_TARGETS = {"fp32": 18, "fp16": 18, "int8": 18, "int4": 21}  # precision -> opset (21: 4-bit embeddings)
-GROUP = 32
-PROMPTS = ["Return the number of", "The default value is", "Raise ValueError if the"]
-
-
-def _export(source, target: str, out: Path, **opts) -> tuple[Path, dict]:
-    from roots_edge.exporters import configure, export
-
-    if source.spec.is_decoder and not target.endswith(("fp32", "fp16")):
-        opts.setdefault("group_size", GROUP)
-    resolved, options = configure(target, spec=source.spec, **opts)
-    return out, export(source, resolved, out, options, log=lambda *_: None)
-
-
-@pytest.fixture(scope="module")
-def llama(tiny_llama, small_corpus):
-    return source_with_texts(tiny_llama, small_corpus.val[:40])
-
-
-@pytest.fixture(scope="module")
-def llama_onnx(llama, tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx-llama")
-    return {p: _export(llama, f"onnx-{p}", root / p, opset=opset) for p, opset in DECODER_TARGETS.items()}
-
-
-@pytest.fixture(scope="module")
-def bert(tiny_bert_classifier):
-    return source_with_texts(tiny_bert_classifier, [t for t, _ in SENTIMENT_TRAIN + SENTIMENT_HELDOUT])
-
-
-@pytest.fixture(scope="module")
-def bert_onnx(bert, tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx-bert")
-    return {"fp32": _export(bert, "onnx-fp32", root / "fp32"),
-            "int8": _export(bert, "onnx-int8", root / "int8"),
-            "static": _export(bert, "onnx-int8", root / "static", static_int8=True)}
+from artifacts import GROUP, PROMPTS, export_onnx as _export, prompt_ids as _ids  # noqa: E402
 
 
 def _ops(path: Path) -> list[str]:
     return [n.op_type for n in onnx.load(str(path / "model.onnx")).graph.node]
-
-
-def _ids(source, text: str) -> np.ndarray:
-    return source.tokenizer(text, return_tensors="np")["input_ids"].astype(np.int64)       # (1, T), BOS first
 
 
 # ---------------------------------------------------------------------------------------------- decoders
@@ -122,27 +82,6 @@ def test_greedy_kv_cache_loop_matches_pytorch_generate(llama, llama_onnx):
     for prompt in PROMPTS:
         ids = _ids(llama, prompt)
         assert backend.greedy(ids, 40) == torch_greedy(llama, ids, 40)
-
-
-def test_runtime_api_verbs(llama, llama_onnx):
-    """`load()` gives the shared runtime API: reset/forward keep the cache, tokenize keeps the BOS."""
-    from roots_edge.runtimes import load
-    from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
-
-    path = llama_onnx["fp32"][0]
-    backend = OnnxRuntimeBackend(path / "model.onnx", device="cpu")                     # the file works too
-    ids = _ids(llama, PROMPTS[1])
-    assert backend.tokenize(PROMPTS[1]) == ids[0].tolist()
-    backend.reset()
-    first = backend.forward(ids)                                                        # (V,)
-    second = backend.forward(np.array([int(first.argmax())]))
-    full = backend.logits(np.c_[ids, [[int(first.argmax())]]])                         # (T+1, V)
-    assert np.abs(first - full[-2]).max() < 1e-4 and np.abs(second - full[-1]).max() < 1e-4
-    info = backend.info()
-    assert (info["format"], info["precision"], info["task"], info["device"]) == ("onnx", "fp32", "causal-lm", "cpu")
-    assert info["file_size"] == (path / "model.onnx").stat().st_size
-    model = load(path, device="cpu")
-    assert model.generate_ids(ids[0], 20, ignore_eos=True) == backend.greedy(ids, 20, stop_at_eos=False)
 
 
 def test_verification_metrics_per_precision(llama_onnx):
@@ -245,27 +184,6 @@ def test_genai_runs_the_folder_with_pytorch_greedy_ids(llama, llama_onnx):
     assert genai_greedy(int4, ids[0].tolist(), 20)[:20] == OnnxRuntimeBackend(int4).greedy(ids, 20, stop_at_eos=False)
 
 
-def test_damaged_artifacts_raise_a_clear_error(llama_onnx, tmp_path):
-    from roots_edge.runtimes.base import RuntimeLoadError
-    from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
-
-    src = llama_onnx["fp32"][0]
-    with pytest.raises(RuntimeLoadError, match="no model.onnx"):
-        OnnxRuntimeBackend(tmp_path)
-    for name, keep_manifest in (("with-manifest", True), ("bare", False)):
-        art = tmp_path / name
-        shutil.copytree(src, art)
-        if not keep_manifest:
-            (art / "manifest.json").unlink()
-        data = (art / "model.onnx").read_bytes()
-        (art / "model.onnx").write_bytes(data[: len(data) // 2])
-        with pytest.raises(RuntimeLoadError, match="truncated"):
-            OnnxRuntimeBackend(art)
-    (tmp_path / "bare" / "model.onnx").write_bytes(b"")
-    with pytest.raises(RuntimeLoadError, match="empty"):
-        OnnxRuntimeBackend(tmp_path / "bare")
-
-
 def test_options_onnx_cannot_use_are_refused_before_tracing(llama, tmp_path):
     from roots_edge.errors import TargetError
     from roots_edge.exporters import ExportOptions, export, get_target
@@ -339,14 +257,3 @@ def test_bert_embedder_mean_pooled(bert, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- imports
-def test_runtime_never_imports_torch_and_exporter_imports_lazily(llama_onnx):
-    code = ("import sys, numpy as np\n"
-            "import roots_edge.exporters.onnx\n"
-            "assert not {'onnx', 'onnxruntime', 'torch'} & set(sys.modules), 'exporter import is not lazy'\n"
-            "from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend\n"
-            f"b = OnnxRuntimeBackend({str(llama_onnx['int4'][0])!r})\n"
-            "print(b.greedy(np.array([[0, 5, 6]]), 3, stop_at_eos=False))\n")
-    from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
-
-    expected = OnnxRuntimeBackend(llama_onnx['int4'][0]).greedy(np.array([[0, 5, 6]]), 3, stop_at_eos=False)
-    assert run_python(code).strip() == str(expected) and len(expected) == 3
