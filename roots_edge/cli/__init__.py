@@ -47,6 +47,28 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+# Libraries' advice to their own developers, not to our users: deprecations inside transformers and torch's
+# tracer, transformers' config notes (`loss_type=None`) and shard progress bars, INFO records of gguf-py and
+# openvino-tokenizers.
+# Set before any of them is imported (transformers reads its verbosity at import); errors still show.
+QUIET_LOGGERS = ("gguf", "openvino_tokenizers", "nncf", "transformers", "torch.onnx", "onnxruntime")
+
+
+def quiet_libraries() -> None:
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")   # "Writing model shards" for a one-file model
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|onnx|onnxruntime|nncf|"
+                                                                    r"openvino|optimum|huggingface_hub)(\.|$)")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="roots-edge")
 def main():
@@ -55,3 +77,4 @@ def main():
     Every command that takes a MODEL defaults to the embedded default model, built on first use
     from the Python standard library's docstrings and cached in $ROOTS_EDGE_HOME.
     """
+    quiet_libraries()

@@ -78,3 +78,18 @@ def test_language_model_export(tiny_llama, tmp_path):
     lm.finetune(["Return the sum of the values."] * 40, steps=3, progress=False, seq_len=16)
     with pytest.raises(Exception, match="save_pretrained"):
         lm.export("gguf-f32", tmp_path / "g2")
+
+
+def test_library_warnings_and_info_logs_do_not_reach_the_user(tiny_llama, texts_jsonl, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "roots-edge"
+    proc = subprocess.run([str(exe), "export", str(tiny_llama), "-t", "openvino-int4", "-t", "gguf-f16",
+                           "--calibration", str(texts_jsonl), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("Warning", "warnings.warn", "[INFO]", "loss_type", "Writing model shards"):
+        assert noise not in proc.stderr, proc.stderr
+    assert "exporting openvino-int4" in proc.stderr and "gguf-f16" in proc.stdout
