@@ -10,4 +10,5 @@ from .driver import MANIFEST, configure, export, load_source, read_manifest, reu
 from .quant import TENSOR_CLASSES, QuantConfig
 
 __all__ = ["Bound", "Exporter", "ExportOptions", "Source", "Target", "all_targets", "get_target", "target_names",
-           "MANIFEST", "QuantConfig", "TENSOR_CLASSES", "configure", "export", "load_source", "read_manifest", "reusable", "verification_table"]
+           "MANIFEST", "QuantConfig", "TENSOR_CLASSES", "configure", "export", "load_source", "read_manifest",
+           "reusable", "verification_table"]

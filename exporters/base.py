@@ -70,6 +70,11 @@ class Target:
         return replace(self, quant=self.quant.with_(**changes))
 
     @classmethod
+    def many(cls, fmt: str, **precisions: tuple[tuple[str, ...], tuple[Bound, Bound]]) -> tuple["Target", ...]:
+        """One target per `precision=(families, bounds)`."""
+        return tuple(cls.make(fmt, p, families, bounds) for p, (families, bounds) in precisions.items())
+
+    @classmethod
     def make(cls, fmt: str, precision: str, families: tuple[str, ...], bounds: tuple[Bound, Bound],
              aliases: tuple[str, ...] = (), **quant) -> "Target":
         return cls(f"{fmt}-{precision}", fmt, QuantConfig(precision, **quant), families, bounds[0], bounds[1],

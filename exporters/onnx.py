@@ -21,12 +21,7 @@ OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18,
 
 
 class OnnxExporter(Exporter, format="onnx"):
-    targets = (
-        Target.make("onnx", "fp32", BOTH, FLOAT32),
-        Target.make("onnx", "fp16", DECODERS, HALF),
-        Target.make("onnx", "int8", BOTH, INT8),
-        Target.make("onnx", "int4", DECODERS, INT4),
-    )
+    targets = Target.many("onnx", fp32=(BOTH, FLOAT32), fp16=(DECODERS, HALF), int8=(BOTH, INT8), int4=(DECODERS, INT4))
     packages = ("torch", "onnx", "onnxruntime", "onnxruntime_genai")
     revision = 2  # 2: onnx-int8 as 8-bit MatMulNBits blocks (decoders) and 7-bit weights (encoders)
 
@@ -116,10 +111,9 @@ class OnnxExporter(Exporter, format="onnx"):
         if quant.activations == "int8-blocks":
             return passes.weight_blocks(model, quant)
         if quant.activations == "int8-static":
-            from .onnx_encoder import TextCalibration, encoder_names, static_int8_exclusions
+            from .onnx_encoder import TextCalibration, static_int8_exclusions
 
-            reader = TextCalibration(source.tokenizer, options.calibration or source.heldout,
-                                     encoder_names(source.spec)[0])
+            reader = TextCalibration(source.tokenizer, source.spec, options.calibration or source.heldout)
             if not len(reader):
                 raise TargetError("static int8 needs calibration text; give --calibration FILE")
             return passes.int8_static(model, reader, static_int8_exclusions(model, source.spec))

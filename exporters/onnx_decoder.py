@@ -19,29 +19,10 @@ from roots_edge.runtimes.onnxruntime import (ATTENTION_MASK, GENAI_CONFIG, INPUT
                                              PAST_VALUE, POSITION_IDS, PRESENT_KEY, PRESENT_VALUE, decoder_names)
 
 from .onnx_trace import trace_to_onnx
+from .wrappers import decoder_wrapper
 
 # Shapes of the example the trace runs on: a non-empty past, so every shape op is traced as dynamic.
 EXAMPLE_BATCH, EXAMPLE_PAST, EXAMPLE_NEW = 2, 3, 5
-
-
-def _wrapper(model, num_layers: int):
-    """A module over plain tensors: (ids, mask, positions, *past) -> (logits, *present)."""
-    import torch
-    from transformers import DynamicCache
-
-    class ExplicitCacheDecoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(num_layers)])  # (B, kv, P, hd)
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             cache=cache, use_cache=True)
-            present = [t for layer in out.cache.layers for t in (layer.keys, layer.values)]    # (B, kv, P+T, hd)
-            return (out.logits, *present)                                                      # (B, T, V)
-
-    return ExplicitCacheDecoder().eval()
 
 
 def export_decoder(model, spec, path: Path, opset: int) -> None:
@@ -61,7 +42,7 @@ def export_decoder(model, spec, path: Path, opset: int) -> None:
             POSITION_IDS: {0: "batch", 1: "sequence"}, LOGITS: {0: "batch", 1: "sequence"}}
     axes.update({name: {0: "batch", 2: "past_sequence"} for name in inputs[3:]})
     axes.update({name: {0: "batch", 2: "total_sequence"} for name in outputs[1:]})
-    trace_to_onnx(_wrapper(model, spec.num_layers), model, example, path, inputs, outputs, axes, opset)
+    trace_to_onnx(decoder_wrapper(model), model, example, path, inputs, outputs, axes, opset)
 
 
 def genai_config(spec, generation: dict, threads: int | None = None) -> dict:

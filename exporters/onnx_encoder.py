@@ -13,40 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+from roots_edge.runtimes.onnxruntime import LOGITS
 
-from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
-from roots_edge.runtimes.onnxruntime import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, LOGITS, TOKEN_TYPE_IDS
-
+from .calibration import encoder_items, encoder_names
 from .onnx_trace import trace_to_onnx
+from .wrappers import encoder_wrapper
 
 CALIBRATION_TEXTS = 64  # enough activations for stable MinMax ranges on a small encoder; a few seconds
-
-
-def encoder_names(spec) -> tuple[list[str], list[str]]:
-    """(inputs, outputs) of an encoder graph, in order."""
-    inputs = [INPUT_IDS, ATTENTION_MASK] + ([TOKEN_TYPE_IDS] if spec.family == "bert" else [])
-    return inputs, [LOGITS if spec.task == "classification" else LAST_HIDDEN_STATE]
-
-
-def _wrapper(model, spec):
-    """A module over plain tensors: (ids, mask[, token types]) -> logits or last hidden state."""
-    import torch
-
-    classifier = spec.task == "classification"
-    body = model if classifier else model.base_model  # BertForMaskedLM embeds with its BertModel
-
-    class Encoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = body
-
-        def forward(self, input_ids, attention_mask, *token_type_ids):
-            kwargs = {"token_type_ids": token_type_ids[0]} if token_type_ids else {}
-            out = self.body(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-            return out.logits if classifier else out.last_hidden_state                 # (B, C) | (B, T, H)
-
-    return Encoder().eval()
 
 
 def export_encoder(model, spec, path: Path, opset: int) -> None:
@@ -61,7 +34,7 @@ def export_encoder(model, spec, path: Path, opset: int) -> None:
     example = (ids, mask, *([torch.zeros(b, t, dtype=torch.long)] if len(inputs) == 3 else []))
     axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
     axes[outputs[0]] = {0: "batch"} if outputs[0] == LOGITS else {0: "batch", 1: "sequence"}
-    trace_to_onnx(_wrapper(model, spec), model, example, path, inputs, outputs, axes, opset)
+    trace_to_onnx(encoder_wrapper(model, spec), model, example, path, inputs, outputs, axes, opset)
 
 
 def static_int8_exclusions(model, spec) -> list[str]:
@@ -74,17 +47,10 @@ def static_int8_exclusions(model, spec) -> list[str]:
 
 class TextCalibration:
     """An `onnxruntime.quantization.CalibrationDataReader` (by its `get_next` protocol) over texts, one text
-    per batch, so no padding enters the activation ranges."""
+    per batch (`calibration.encoder_items`)."""
 
-    def __init__(self, tokenizer, texts: list[str], input_names: list[str], limit: int = CALIBRATION_TEXTS):
-        self.items = []
-        for text in [t for t in texts if t.strip()][:limit]:
-            enc = tokenizer(text, truncation=True, max_length=ENCODER_MAX_TOKENS, return_tensors="np")
-            ids = enc["input_ids"].astype(np.int64)                                      # (1, T)
-            feed = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids)}
-            if TOKEN_TYPE_IDS in input_names:
-                feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
-            self.items.append(feed)
+    def __init__(self, tokenizer, spec, texts: list[str], limit: int = CALIBRATION_TEXTS):
+        self.items = encoder_items(tokenizer, spec, [t for t in texts if t.strip()][:limit])
         self._it = iter(self.items)
 
     def get_next(self) -> dict | None:

@@ -256,7 +256,8 @@ def weight_blocks(model, quant: QuantConfig) -> tuple[object, dict]:
         model = _nbits(model, 4, block, ("Gather",))
     elif embeddings == "int8":
         int8_embeddings(model, copies, block)
-    info = {"method": "MatMulNBits", "bits": bits_of(quant.precision), "symmetric": True, "accuracy_level": 4, "block_size": block,
+    info = {"method": "MatMulNBits", "bits": bits_of(quant.precision), "symmetric": True, "accuracy_level": 4,
+            "block_size": block,
             "activations": f"int8 per block of {block}, in the kernel",
             "matmuls": {f"{bits}-bit": len(names) for bits, names in sorted(by_bits.items(), reverse=True)},
             "embeddings": {"int4": "GatherBlockQuantized, 4 bits", "int8": "GatherBlockQuantized, 8 bits"}.get(

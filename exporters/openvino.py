@@ -25,12 +25,7 @@ MODEL_XML = "openvino_model.xml"
 
 
 class OpenVinoExporter(Exporter, format="openvino"):
-    targets = (
-        Target.make("openvino", "fp32", BOTH, FLOAT32),
-        Target.make("openvino", "fp16", BOTH, HALF),
-        Target.make("openvino", "int8", BOTH, INT8),
-        Target.make("openvino", "int4", BOTH, INT4),
-    )
+    targets = Target.many("openvino", fp32=(BOTH, FLOAT32), fp16=(BOTH, HALF), int8=(BOTH, INT8), int4=(BOTH, INT4))
     packages = ("openvino", "nncf", "openvino_tokenizers", "openvino_genai")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
@@ -62,14 +57,15 @@ class OpenVinoExporter(Exporter, format="openvino"):
     @staticmethod
     def _convert(source: Source, options: ExportOptions):
         """(ov.Model, calibration items in the model's input format)."""
-        from . import openvino_decoder, openvino_encoder
+        from . import openvino_decoder
+        from .calibration import encoder_items
         from .openvino_compress import SUBSET
 
         texts = options.calibration[:SUBSET]
         if source.spec.is_decoder:
             items = openvino_decoder.calibration_items(source.tokenizer, texts)
         else:
-            items = openvino_encoder.calibration_items(source.tokenizer, source.spec, texts)
+            items = encoder_items(source.tokenizer, source.spec, texts)
         return converted(source), items
 
     def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:

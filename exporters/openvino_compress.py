@@ -87,7 +87,8 @@ def compress_int4(ov_model, quant, items: list[dict]):
         dataset=nncf.Dataset(used) if used else None, awq=awq, scale_estimation=scale_est, gptq=gptq,
         subset_size=len(used) or SUBSET, all_layers=all_layers)
     return model, {"method": "nncf.compress_weights", "mode": INT4_MODE, "group_size": quant.group_size,
-                   "ratio": quant.ratio, "awq": awq, "scale_estimation": scale_est, "gptq": gptq, "backup_mode": "INT8_ASYM",
+                   "ratio": quant.ratio, "awq": awq, "scale_estimation": scale_est, "gptq": gptq,
+                   "backup_mode": "INT8_ASYM",
                    "all_layers": all_layers, "calibration_items": len(used)}
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .wrappers import decoder_wrapper
+
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")  # names fixed by openvino-genai
 LOGITS = "logits"
 CALIBRATION_TOKENS = 128  # tokens per calibration text: enough activations for AWQ / scale estimation
@@ -26,36 +28,12 @@ def past_names(num_layers: int) -> list[tuple[str, str]]:
     return [(f"past_key_values.{i}.{kind}", f"present.{i}.{kind}") for i in range(num_layers) for kind in ("key", "value")]
 
 
-def _wrapper(model):
-    """A module over plain tensors: (ids, mask, positions, *past) -> (logits, *present)."""
-    import torch
-    from transformers import DynamicCache
-
-    class StatelessDecoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache(config=self.model.config)
-            for i, layer in enumerate(cache.layers):  # pre-filled layers: no concat with an empty tensor
-                layer.keys, layer.values = past[2 * i], past[2 * i + 1]     # (B, kv, P, hd)
-                layer.dtype, layer.device = past[0].dtype, past[0].device
-                layer.is_initialized = True
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             cache=cache, use_cache=True)
-            present = [t for layer in cache.layers for t in (layer.keys, layer.values)]  # (B, kv, P+T, hd)
-            return (out.logits, *present)                                                 # (B, T, V)
-
-    return StatelessDecoder().eval()
-
-
 def convert_decoder(model, spec):
     """The stateful `ov.Model` of a `LlamaForCausalLM` (float32 weights)."""
     import openvino as ov
     import torch
 
-    wrapper = _wrapper(model)
+    wrapper = decoder_wrapper(model)
     kv, hd, past_len, new = spec.num_kv_heads, spec.head_dim, 2, 3
     example = (torch.ones(1, new, dtype=torch.long),                    # input_ids (1, T)
                torch.ones(1, past_len + new, dtype=torch.long),         # attention_mask (1, P+T)
@@ -114,13 +92,8 @@ def _zero_initial_state(ov_model, kv_heads: int, head_dim: int) -> None:
 
 def calibration_items(tokenizer, texts: list[str]) -> list[dict]:
     """One full prefill per text, in the IR's own input format (NNCF resets the state per item)."""
-    items = []
-    for text in texts:
-        ids = tokenizer(text, truncation=True, max_length=CALIBRATION_TOKENS, return_tensors="np")["input_ids"]
-        ids = ids.astype(np.int64)                                                       # (1, T)
-        if ids.shape[1] < 2:
-            continue
-        items.append({"input_ids": ids, "attention_mask": np.ones_like(ids),
-                      "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
-                      "beam_idx": np.zeros(1, dtype=np.int32)})
-    return items
+    from .calibration import token_ids
+
+    return [{"input_ids": ids, "attention_mask": np.ones_like(ids),
+             "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None], "beam_idx": np.zeros(1, dtype=np.int32)}
+            for ids in token_ids(tokenizer, texts, CALIBRATION_TOKENS, min_tokens=2)]

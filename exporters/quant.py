@@ -62,7 +62,8 @@ class QuantConfig:
     def __post_init__(self):
         unknown = set(self.classes) - set(TENSOR_CLASSES)
         if unknown:
-            raise TargetError(f"unknown tensor class(es) {sorted(unknown)}; the classes are {', '.join(TENSOR_CLASSES)}")
+            raise TargetError(f"unknown tensor class(es) {sorted(unknown)}; the classes are "
+                              f"{', '.join(TENSOR_CLASSES)}")
         if not 0.0 < self.ratio <= 1.0:
             raise TargetError(f"ratio {self.ratio} is outside (0, 1]: it is the share of weights kept in 4 bits")
 

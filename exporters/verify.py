@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from roots_edge.errors import VerificationError
-from roots_edge.runtimes.base import log_softmax
+from roots_edge.runtimes.base import kl_and_agreement, log_softmax
 
 from .base import Bound, Source, Target
 
@@ -53,9 +53,9 @@ def decoder_parity(source: Source, runtime, texts: list[str]) -> Parity:
     for ids, ref in _decoder_reference(source, texts):                                     # (1, T), (T, V)
         art = np.asarray(runtime.logits(ids), dtype=np.float32).reshape(ref.shape)           # (T, V)
         diffs.append(float(np.abs(ref - art).max()))
-        lp, lq = log_softmax(ref), log_softmax(art)
-        kls.append((np.exp(lp) * (lp - lq)).sum(-1))
-        agree += int((ref.argmax(-1) == art.argmax(-1)).sum())
+        kl, same = kl_and_agreement(ref, art)
+        kls.append(kl)
+        agree += int(same.sum())
         n += ref.shape[0]
     return Parity("decoder", n, max_logit_diff=max(diffs), kl=float(np.concatenate(kls).mean()), top1=agree / n)
 

@@ -133,7 +133,7 @@ class LanguageModel:
         return out[0] if single else out
 
     def generate(self, prompt: str, max_new_tokens: int = 40, *, temperature: float = 0.0,
-                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> str:
         """The continuation of `prompt`, through the runtime's decode loop and sampler: the same arguments give
         the same text as `roots_edge.load(folder).generate(...)` on this model's folder or its f32 artifacts."""
         from .errors import GenerationError
@@ -143,7 +143,7 @@ class LanguageModel:
         _check_text(prompt)
         try:
             return self._runtime().generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k,
-                                            top_p=top_p, seed=seed)
+                                            top_p=top_p, seed=seed, stop=stop)
         except GenerationError as exc:   # a prompt longer than the context, settings out of range
             raise DataError(str(exc)) from None
 

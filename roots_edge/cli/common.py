@@ -14,3 +14,23 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def sampling_options(max_new_tokens: int, stop_help: str = "Stop string (repeatable)."):
+    """-n, --temperature, --top-k, --top-p, --seed and --stop, the same for every command that generates."""
+    options = [
+        click.option("-n", "--max-new-tokens", type=int, default=max_new_tokens, show_default=True),
+        click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy."),
+        click.option("--top-k", type=int, default=0, help="Sample among the k likeliest tokens (0: no limit)."),
+        click.option("--top-p", type=float, default=1.0, help="Sample among the likeliest tokens holding this "
+                                                               "much probability (1: no limit)."),
+        click.option("--seed", type=int, help="Sampler seed: one seed gives one text on every backend."),
+        click.option("--stop", multiple=True, help=stop_help),
+    ]
+
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import download_option, echo_json, json_option, model_option
+from .common import download_option, echo_json, json_option, model_option, sampling_options
 
 
 def _load(model, download):
@@ -75,14 +75,10 @@ def eval_cmd(model, data, text_column, label_column, download, as_json):
 @click.command()
 @click.argument("prompt")
 @model_option
-@click.option("-n", "--max-new-tokens", type=int, default=40, show_default=True)
-@click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy.")
-@click.option("--top-k", type=int, default=0)
-@click.option("--top-p", type=float, default=1.0)
-@click.option("--seed", type=int)
+@sampling_options(40)
 @download_option
-def generate(prompt, model, max_new_tokens, temperature, top_k, top_p, seed, download):
+def generate(prompt, model, max_new_tokens, temperature, top_k, top_p, seed, stop, download):
     """Continue PROMPT with the PyTorch reference model."""
     lm = _load(model, download)
     click.echo(prompt + lm.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k,
-                                    top_p=top_p, seed=seed))
+                                    top_p=top_p, seed=seed, stop=stop))

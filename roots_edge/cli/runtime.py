@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .common import echo_json, json_option
+from .common import echo_json, json_option, sampling_options
 
 device_option = click.option("--device", default="auto", show_default=True,
                              type=click.Choice(["auto", "cpu", "gpu", "apple"]), help="Where to run.")
@@ -32,12 +32,7 @@ def _run_guarded(fn):
 @click.command()
 @click.argument("artifact")
 @click.option("-p", "--prompt", required=True)
-@click.option("-n", "--max-new-tokens", type=int, default=64, show_default=True)
-@click.option("--temperature", type=float, default=0.0, show_default=True)
-@click.option("--top-k", type=int, default=0)
-@click.option("--top-p", type=float, default=1.0)
-@click.option("--seed", type=int)
-@click.option("--stop", multiple=True, help="Stop string (repeatable).")
+@sampling_options(64)
 @click.option("--truncate", is_flag=True, help="Keep the prompt's tail if it exceeds the context.")
 @device_option
 @threads_option
@@ -57,12 +52,7 @@ def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop,
 
 @click.command()
 @click.argument("artifact")
-@click.option("-n", "--max-new-tokens", type=int, default=96, show_default=True)
-@click.option("--temperature", type=float, default=0.0, show_default=True)
-@click.option("--top-k", type=int, default=0)
-@click.option("--top-p", type=float, default=1.0)
-@click.option("--seed", type=int)
-@click.option("--stop", multiple=True, help="Stop string (repeatable; a blank line always ends a reply).")
+@sampling_options(96, stop_help="Stop string (repeatable; a blank line always ends a reply).")
 @device_option
 @threads_option
 def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, device, threads):

@@ -19,7 +19,7 @@ import numpy as np
 from roots_edge.errors import BenchError
 from roots_edge.manifest import Manifest
 
-from ..base import log_softmax
+from ..base import kl_and_agreement, log_softmax
 
 
 @dataclass
@@ -67,9 +67,9 @@ def decoder_quality(logits: list[np.ndarray], ref: list[np.ndarray] | None, ids:
         nll -= lq[np.arange(len(lq)), ids[i][1:]].sum()
         n += len(lq)
         if ref is not None:
-            lp = log_softmax(ref[i][:-1])
-            kl += (np.exp(lp) * (lp - lq)).sum()
-            agree += int((lp.argmax(-1) == lq.argmax(-1)).sum())
+            kls, same = kl_and_agreement(ref[i][:-1], lg[:-1])
+            kl += kls.sum()
+            agree += int(same.sum())
     out = {"perplexity": float(np.exp(nll / n)), "quality_tokens": n}
     if ref is not None:
         out.update(kl=float(kl / n), top1=agree / n)

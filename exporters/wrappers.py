@@ -1,0 +1,52 @@
+"""The torch modules every format traces, one of each: a decoder over an explicit KV cache and an encoder
+over plain tensors. ONNX keeps the cache as graph inputs/outputs; OpenVINO turns the same inputs into
+state (`openvino_decoder.make_stateful`)."""
+from __future__ import annotations
+
+
+def decoder_wrapper(model):
+    """(ids, mask, positions, *past) -> (logits, *present): past and present as (B, kv, P, hd) tensors,
+    key then value per layer. The cache is built from the model's config, so layers that attend over a
+    sliding window get the cache layer that keeps only the window."""
+    import torch
+    from transformers import DynamicCache
+
+    class ExplicitCacheDecoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache(config=self.model.config)
+            for i, layer in enumerate(cache.layers):  # pre-filled layers: no concat with an empty tensor
+                layer.keys, layer.values = past[2 * i], past[2 * i + 1]                  # (B, kv, P, hd)
+                layer.dtype, layer.device = past[0].dtype, past[0].device
+                layer.is_initialized = True
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             cache=cache, use_cache=True)
+            present = [t for layer in cache.layers for t in (layer.keys, layer.values)]  # (B, kv, P+T, hd)
+            return (out.logits, *present)                                                 # (B, T, V)
+
+    return ExplicitCacheDecoder().eval()
+
+
+def encoder_wrapper(model, spec):
+    """(ids, mask[, token types]) -> logits (classifiers) or the last hidden state (embedders)."""
+    import torch
+
+    classifier = spec.task == "classification"
+    body = model if classifier else model.base_model   # BertForMaskedLM and friends embed with their body
+    with_types = spec.family == "bert"
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = body
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            # a Llama classifier would build an (empty) KV cache that does not convert
+            kwargs = {"token_type_ids": token_type_ids} if with_types else {"use_cache": False}
+            out = self.body(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            return out.logits if classifier else out.last_hidden_state                 # (B, C) | (B, T, H)
+
+    return Encoder().eval()
