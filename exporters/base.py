@@ -139,10 +139,10 @@ class Exporter:
 
     def open(self, out: Path, source: Source, options: ExportOptions):
         """The runtime backend of this format over the artifact in `out`, on the CPU (where parity is
-        measured): `logits(ids)` for decoders, `classify_logits(texts)` / `embed(texts)` for encoders."""
+        measured), with an f32 KV cache: `logits(ids)` for decoders, `classify_logits(texts)` / `embed(texts)` for encoders."""
         from roots_edge.runtimes import backend_class
 
-        return backend_class(self.format)(out, device="cpu", threads=options.threads)
+        return backend_class(self.format)(out, device="cpu", threads=options.threads, exact=True)
 
     def versions(self) -> dict:
         from roots_edge.versions import versions

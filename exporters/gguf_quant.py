@@ -8,12 +8,12 @@ mixture the file type uses, so a "Q4_K_M" file that is really Q5_0 says so.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from roots_edge.errors import TargetError
+from roots_edge.runtimes.llamacpp import captured_stderr
 
 from .gguf_write import always_f32
 
@@ -83,29 +83,6 @@ def check_rows(rows: dict[str, int], qt: QuantType, allow_drift: bool) -> None:
             f"({sorted(set(rows.values()))}) is a multiple of the {qt.base} block of {qt.block}, so llama.cpp "
             "would fall back on every tensor. Use a 32-block type (gguf-Q4_0, gguf-Q5_0, gguf-Q8_0) or "
             "pass --allow-drift.")
-
-
-@contextlib.contextmanager
-def captured_stderr():
-    """Collect what llama.cpp's C++ side writes to fd 2 (its quantizer logs past Python's logging).
-
-    Yields a list that holds the captured text once the block has run.
-    """
-    import sys
-    import tempfile
-
-    captured: list[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.append(sink.read().decode("utf-8", "replace"))
 
 
 def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None, *, token_embedding: int | None = None,

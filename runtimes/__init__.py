@@ -47,13 +47,19 @@ EXTRAS = {"gguf": (("llama_cpp", "gguf"), "gguf"), "onnx": (("onnxruntime", "onn
           "openvino": (("openvino", "openvino_tokenizers"), "openvino"), "torch": (("torch", "transformers"), "train")}
 
 
-def load(path: str | Path, device: str = "auto", threads: int | None = None):
-    """Open an artifact (or a Hugging Face folder) on `device` (cpu, gpu, apple, auto)."""
+def load(path: str | Path, device: str = "auto", threads: int | None = None, *, context: int | None = None,
+         exact: bool = False):
+    """Open an artifact (or a Hugging Face folder) on `device` (cpu, gpu, apple, auto).
+
+    `context`: the tokens a decoder holds (prompt + generated), and what llama.cpp sizes its KV cache for;
+    default `DEFAULT_CONTEXT` (2048) or the model's maximum if smaller. `exact`: keep the KV cache in f32
+    (llama.cpp's default is f16, OpenVINO's CPU default u8) where a comparison needs the reference's numbers.
+    """
     from .edge import EdgeModel
 
     fmt = detect_format(path)
     try:
-        backend = backend_class(fmt)(Path(path), device=device, threads=threads)
+        backend = backend_class(fmt)(Path(path), device=device, threads=threads, context=context, exact=exact)
     except ModuleNotFoundError as exc:
         libraries, extra = EXTRAS[fmt]
         if (exc.name or "").split(".")[0] not in libraries:

@@ -147,6 +147,28 @@ class FolderMeta:
         return int(pad or 0)
 
 
+DEFAULT_CONTEXT = 2048  # tokens a decoder is opened for unless asked: KV memory sized for use, not the maximum
+
+
+def choose_context(requested: int | None, maximum: int, where) -> int:
+    """The context a decoder is opened with: `requested` (checked against the model's trained maximum), else
+    the smaller of DEFAULT_CONTEXT and that maximum."""
+    if requested is None:
+        return min(DEFAULT_CONTEXT, maximum)
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise RuntimeLoadError(f"context must be a positive number of tokens; got {requested!r}")
+    if requested > maximum:
+        raise RuntimeLoadError(f"context {requested:,} is more than {where} was trained for ({maximum:,} tokens); "
+                               f"pass a context of at most {maximum:,}")
+    return requested
+
+
+def kv_cache_info(layers: int, kv_heads: int, head_dim: int, context: int, kind: str, bytes_per_value: float) -> dict:
+    """What `context` tokens of keys and values take: {"type", "tokens", "bytes", "bytes_per_token"}."""
+    per_token = 2 * layers * kv_heads * head_dim * bytes_per_value
+    return {"type": kind, "tokens": context, "bytes": int(per_token * context), "bytes_per_token": int(per_token)}
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
 

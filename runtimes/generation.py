@@ -14,22 +14,25 @@ from roots_edge.errors import ContextOverflowError, GenerationError
 from .sampling import GenerationConfig, Sampler
 
 
-def fit_prompt(ids: list[int], context_length: int, cfg: GenerationConfig) -> tuple[list[int], int]:
+def fit_prompt(ids: list[int], context_length: int, cfg: GenerationConfig,
+               max_context: int | None = None) -> tuple[list[int], int]:
     """(prompt ids, how many new tokens fit) — fails clearly or keeps the prompt's tail when asked."""
     if not ids:
         raise GenerationError("the prompt encodes to no tokens; give at least one character the tokenizer keeps")
     if len(ids) >= context_length:
         if not cfg.truncate:
+            larger = (f", or open the model with a larger context (load(..., context=N), CLI: --context N; this "
+                      f"model allows up to {max_context:,})") if max_context and max_context > context_length else ""
             raise ContextOverflowError(
-                f"the prompt has {len(ids)} tokens; the context holds {context_length}. Shorten it or pass "
-                "truncate=True (CLI: --truncate) to keep its last tokens.")
+                f"the prompt has {len(ids)} tokens; the context holds {context_length}. Shorten it, pass "
+                f"truncate=True (CLI: --truncate) to keep its last tokens{larger}.")
         keep = max(1, context_length - max(1, cfg.max_new_tokens))
         ids = ids[:1] + ids[-(keep - 1):] if keep > 1 else ids[-1:]
     return ids, min(cfg.max_new_tokens, context_length - len(ids))
 
 
 def generate_ids(backend, ids: list[int], cfg: GenerationConfig) -> Iterator[int]:
-    ids, budget = fit_prompt(ids, backend.context_length, cfg)
+    ids, budget = fit_prompt(ids, backend.context_length, cfg, getattr(backend, "max_context", None))
     sampler = Sampler(cfg)
     backend.reset()
     logits = backend.forward(np.asarray(ids, dtype=np.int64))

@@ -13,6 +13,9 @@ The KV cache is f32 (llama.cpp's default f16 cache alone moves logits by ~1e-2).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import mmap
 from pathlib import Path
 from typing import Sequence
 
@@ -21,7 +24,10 @@ import numpy as np
 from roots_edge.errors import BackendError, ContextOverflowError
 from roots_edge.manifest import Manifest
 
-from .base import ENCODER_MAX_TOKENS, GGUF_MAGIC, Backend, RuntimeLoadError, artifact_task
+from .base import (DEFAULT_CONTEXT, ENCODER_MAX_TOKENS, GGUF_MAGIC, Backend, RuntimeLoadError, artifact_task,
+                   choose_context, kv_cache_info)
+
+DECODE_BATCH = 512  # tokens per llama_decode call (llama.cpp's and llama-cpp-python's default batch)
 
 
 
@@ -40,22 +46,52 @@ def find_gguf(path: str | Path) -> Path:
     return path
 
 
-class _Cursor:
-    """Sequential little-endian reads that fail loudly at the end of the file."""
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what llama.cpp writes to stderr: its C++ side on fd 2 (the quantizer's log, cache notes) and
+    llama-cpp-python's log callback through `sys.stderr`, which may not be fd 2 (a test runner's stream).
 
-    def __init__(self, f, size: int):
-        self.f, self.size = f, size
+    Yields a list that holds the captured text once the block has run.
+    """
+    import io
+    import os
+    import sys
+    import tempfile
+
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved, python_stderr, text = os.dup(2), sys.stderr, io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        sys.stderr = text
+        try:
+            yield captured
+        finally:
+            sys.stderr = python_stderr
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", "replace") + text.getvalue())
+
+
+class _Cursor:
+    """Little-endian reads over the file's bytes (memory-mapped) that fail loudly past its end: no length
+    read from the file is trusted before it is checked against the size."""
+
+    def __init__(self, buf, size: int):
+        self.buf, self.size, self.pos = buf, size, 0
 
     def take(self, n: int) -> bytes:
-        data = self.f.read(n)
-        if len(data) != n:
-            raise EOFError(f"the header ends early, at byte {self.f.tell():,}")
+        if n < 0 or self.pos + n > self.size:
+            raise EOFError(f"a field of {n:,} bytes at byte {self.pos:,} runs past the end of the file ({self.size:,})")
+        data = self.buf[self.pos:self.pos + n]
+        self.pos += n
         return data
 
     def skip(self, n: int) -> None:
-        if self.f.tell() + n > self.size:
-            raise EOFError(f"the header ends early, at byte {self.size:,}")
-        self.f.seek(n, 1)
+        if n < 0 or self.pos + n > self.size:
+            raise EOFError(f"a field of {n:,} bytes at byte {self.pos:,} runs past the end of the file ({self.size:,})")
+        self.pos += n
 
     def uint(self, n: int = 8) -> int:
         return int.from_bytes(self.take(n), "little")
@@ -63,11 +99,23 @@ class _Cursor:
     def string(self) -> bytes:
         return self.take(self.uint())
 
+    def skip_strings(self, count: int) -> None:
+        """Step over `count` length-prefixed strings (a vocabulary: the header's one long loop)."""
+        import struct
+
+        read, buf, pos, last = struct.Struct("<Q").unpack_from, self.buf, self.pos, self.size - 8
+        for _ in range(count):
+            if pos > last:
+                raise EOFError(f"a string array runs past the end of the file ({self.size:,} bytes)")
+            pos += 8 + read(buf, pos)[0]
+        if pos > self.size:
+            raise EOFError(f"a string array runs past the end of the file ({self.size:,} bytes)")
+        self.pos = pos
+
 
 def _value(cur: _Cursor, vtype: int, keep: bool):
-    """Read (keep) or step over (not keep) one metadata value of `gguf.GGUFValueType` vtype."""
-    from gguf import GGUFValueType as V
-
+    """Read (keep) or step over (not keep) one metadata value of GGUF value type `vtype`."""
+    V = ValueType
     widths = {V.UINT8: 1, V.INT8: 1, V.BOOL: 1, V.UINT16: 2, V.INT16: 2, V.UINT32: 4, V.INT32: 4,
               V.FLOAT32: 4, V.UINT64: 8, V.INT64: 8, V.FLOAT64: 8}
     if vtype == V.STRING:
@@ -76,6 +124,10 @@ def _value(cur: _Cursor, vtype: int, keep: bool):
         item, count = cur.uint(4), cur.uint()
         if item in widths:
             return cur.skip(widths[item] * count)
+        if count > cur.size:
+            raise ValueError(f"an array of {count:,} items cannot fit a file of {cur.size:,} bytes")
+        if item == V.STRING:
+            return cur.skip_strings(count)
         for _ in range(count):
             _value(cur, item, False)
         return None
@@ -85,14 +137,81 @@ def _value(cur: _Cursor, vtype: int, keep: bool):
     return int.from_bytes(raw, "little") if keep else None
 
 
+MAX_DIMS = 4  # GGML_MAX_DIMS
+# GGUF facts the header walk needs, without importing gguf-py (its import costs a tenth of a small model's load)
+ARCHITECTURE, ALIGNMENT, FILE_TYPE = "general.architecture", "general.alignment", "general.file_type"
+DEFAULT_ALIGNMENT = 32
+
+
+class ValueType:
+    """GGUF metadata value types (the file format's numbering)."""
+
+    UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY, UINT64, INT64, FLOAT64 = range(13)
+
+
+@functools.cache
+def _type_sizes() -> dict[int, tuple[int, int]]:
+    """{ggml type: (elements per block, bytes per block)} from the llama.cpp library that will read the file,
+    for the types it still knows (removed ones report a block of 0)."""
+    import ctypes
+
+    import llama_cpp
+
+    lib = llama_cpp.llama_cpp._lib
+    block, nbytes = lib.ggml_blck_size, lib.ggml_type_size
+    block.restype, block.argtypes = ctypes.c_int64, [ctypes.c_int]
+    nbytes.restype, nbytes.argtypes = ctypes.c_size_t, [ctypes.c_int]
+    sizes = {t: (block(t), nbytes(t)) for t in range(llama_cpp.GGML_TYPE_COUNT)}
+    return {t: bs for t, bs in sizes.items() if bs[0] > 0 and bs[1] > 0}
+# `<architecture>.<key>` metadata the backend reads: the trained context and the KV cache's dimensions
+DIMENSION_KEYS = (".context_length", ".block_count", ".attention.head_count", ".attention.head_count_kv",
+                  ".attention.key_length", ".embedding_length")
+
+
+def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
+    """(data start, end of the last tensor's data relative to it, metadata kept with "tensors": the count)."""
+    sizes = _type_sizes()
+    size, meta = cur.size, {}
+    cur.pos = len(GGUF_MAGIC)
+    try:
+        version, n_tensors, n_kv = cur.uint(4), cur.uint(), cur.uint()
+        if version < 2 or n_tensors > size or n_kv > size:
+            raise ValueError(f"implausible header (version {version}, {n_tensors} tensors, {n_kv} keys)")
+        for _ in range(n_kv):
+            key = cur.string().decode("utf-8", "replace")
+            vtype = cur.uint(4)
+            keep = key in (ARCHITECTURE, ALIGNMENT, FILE_TYPE) or key.endswith(DIMENSION_KEYS)
+            meta[key] = _value(cur, vtype, keep and vtype in (ValueType.STRING, ValueType.UINT32, ValueType.UINT64))
+        end = 0
+        for _ in range(n_tensors):
+            cur.string()
+            n_dims = cur.uint(4)
+            if n_dims > MAX_DIMS:
+                raise ValueError(f"a tensor with {n_dims:,} dimensions (ggml has at most {MAX_DIMS})")
+            dims = [cur.uint() for _ in range(n_dims)]
+            qtype, offset = cur.uint(4), cur.uint()
+            if qtype not in sizes:
+                raise ValueError(f"tensor type {qtype} is not a ggml type this llama.cpp knows")
+            block, type_size = sizes[qtype]
+            n = 1
+            for d in dims:
+                n *= d
+            end = max(end, offset + n // block * type_size)
+        align = meta.get(ALIGNMENT) or DEFAULT_ALIGNMENT
+        data_start = -(-cur.pos // align) * align
+        meta["tensors"] = n_tensors
+    except (EOFError, ValueError, KeyError) as exc:
+        raise RuntimeLoadError(f"{path} is truncated or corrupt ({size:,} bytes: {exc}); {hint}") from None
+    return data_start, end, meta
+
+
 def read_header(path: Path) -> dict:
-    """Check that `path` is a complete GGUF file; return {architecture, tensors, bytes}.
+    """Check that `path` is a complete GGUF file; return {architecture, tensors, bytes, context_length, layers,
+    kv_heads, head_dim}.
 
     llama.cpp can abort the whole process on some malformed files, so the header is walked here
     first (with gguf-py's constants; its `GGUFReader` is ~100x slower on a 30k-token vocabulary).
     """
-    from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUFValueType, Keys
-
     size = path.stat().st_size
     hint = "re-export it (roots-edge export ... --force)"
     with path.open("rb") as f:
@@ -100,35 +219,18 @@ def read_header(path: Path) -> dict:
         if magic != GGUF_MAGIC:
             raise RuntimeLoadError(f"{path} is not a GGUF file: it starts with {magic!r}, a GGUF file with "
                                    f"{GGUF_MAGIC!r}")
-        cur, meta = _Cursor(f, size), {}
-        try:
-            version, n_tensors, n_kv = cur.uint(4), cur.uint(), cur.uint()
-            if version < 2 or n_tensors > size or n_kv > size:
-                raise ValueError(f"implausible header (version {version}, {n_tensors} tensors, {n_kv} keys)")
-            for _ in range(n_kv):
-                key = cur.string().decode("utf-8", "replace")
-                vtype = cur.uint(4)
-                keep = key in (Keys.General.ARCHITECTURE, Keys.General.ALIGNMENT, Keys.General.FILE_TYPE)
-                meta[key] = _value(cur, vtype, keep and vtype in (GGUFValueType.STRING, GGUFValueType.UINT32))
-            end = 0
-            for _ in range(n_tensors):
-                cur.string()
-                dims = [cur.uint() for _ in range(cur.uint(4))]
-                qtype, offset = cur.uint(4), cur.uint()
-                block, type_size = GGML_QUANT_SIZES[qtype]
-                n = 1
-                for d in dims:
-                    n *= d
-                end = max(end, offset + n // block * type_size)
-            align = meta.get(Keys.General.ALIGNMENT) or GGUF_DEFAULT_ALIGNMENT
-            data_start = -(-f.tell() // align) * align
-        except (EOFError, ValueError, KeyError) as exc:
-            raise RuntimeLoadError(f"{path} is truncated or corrupt ({size:,} bytes: {exc}); {hint}") from None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            data_start, end, meta = _walk(_Cursor(buf, size), path, hint)
     if data_start + end > size:
         raise RuntimeLoadError(f"{path} is truncated: its tensors need {data_start + end:,} bytes, the file has "
                                f"{size:,}; {hint}")
-    return {"architecture": meta.get(Keys.General.ARCHITECTURE), "file_type": meta.get(Keys.General.FILE_TYPE),
-            "tensors": n_tensors, "bytes": size}
+    arch = meta.get(ARCHITECTURE)
+    dim = {suffix: meta.get(f"{arch}{suffix}") for suffix in DIMENSION_KEYS}
+    heads = dim[".attention.head_count"] or 1
+    return {"architecture": arch, "file_type": meta.get(FILE_TYPE), "tensors": meta["tensors"], "bytes": size,
+            "context_length": dim[".context_length"], "layers": dim[".block_count"] or 0,
+            "kv_heads": dim[".attention.head_count_kv"] or heads,
+            "head_dim": dim[".attention.key_length"] or (dim[".embedding_length"] or 0) // heads}
 
 
 def precision_name(file_type: int | None) -> str:
@@ -143,7 +245,9 @@ def precision_name(file_type: int | None) -> str:
 
 class LlamaCppBackend(Backend, format="gguf"):
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, *,
-                 n_ctx: int | None = None, f32_kv: bool = True):
+                 context: int | None = None, exact: bool = False):
+        """`context`: tokens the KV cache is sized for (default: `DEFAULT_CONTEXT`, at most the model's own);
+        `exact`: an f32 KV cache (parity checks) instead of llama.cpp's f16 default."""
         import llama_cpp
 
         from .devices import place
@@ -151,20 +255,29 @@ class LlamaCppBackend(Backend, format="gguf"):
         self.path = find_gguf(path)
         self.header = read_header(self.path)
         self.encoder = self.header["architecture"] == "bert"
+        self.max_context = self.header["context_length"] or DEFAULT_CONTEXT
         self.placement = place("llamacpp", device)
-        kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if f32_kv else {}
-        ctx = n_ctx or 0  # 0: the model's own context length
+        self.kv_type = "f32" if exact else "f16"
+        kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if exact else {}
+        if self.encoder:   # a whole text in one (non-causal) batch
+            ctx = batch = min(self.max_context, ENCODER_MAX_TOKENS * 8)
+        else:
+            ctx = choose_context(context, self.max_context, self.path.name)
+            batch = min(ctx, DECODE_BATCH)
         try:
-            self.llm = llama_cpp.Llama(
-                str(self.path), n_gpu_layers=0 if self.placement.device == "cpu" else -1, n_ctx=ctx,
-                n_batch=ctx or 4096, n_ubatch=ctx or 4096, n_threads=threads, n_threads_batch=threads,
-                embedding=self.encoder, verbose=False, **kv)
+            with captured_stderr() as log:   # llama.cpp notes (SWA cache sizes, ...) bypass verbose=False
+                self.llm = llama_cpp.Llama(
+                    str(self.path), n_gpu_layers=0 if self.placement.device == "cpu" else -1, n_ctx=ctx,
+                    n_batch=batch, n_ubatch=batch, n_threads=threads, n_threads_batch=threads,
+                    embedding=self.encoder, verbose=False, **kv)
         except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
-            raise RuntimeLoadError(f"llama.cpp could not load {self.path}: {exc}") from None
+            tail = " ".join("".join(log).split()[-40:])
+            raise RuntimeLoadError(f"llama.cpp could not load {self.path}: {exc}" + (f" ({tail})" if tail else "")) \
+                from None
         model = self.llm.model
         self.n_ctx, self.n_batch = self.llm.n_ctx(), self.llm.n_batch
         self.n_vocab = self.llm.n_vocab()
-        self.context_length = llama_cpp.llama_model_n_ctx_train(model)
+        self.context_length = min(ctx, self.n_ctx)   # llama.cpp rounds n_ctx up (to 256) past what was asked
         self.eos_ids = {t for t in (self.llm.token_eos(),) if t >= 0}
         pooling = llama_cpp.llama_pooling_type(self.llm.ctx)
         self.rank = self.encoder and pooling == llama_cpp.LLAMA_POOLING_TYPE_RANK
@@ -292,8 +405,16 @@ class LlamaCppBackend(Backend, format="gguf"):
     def info(self) -> dict:
         return {"format": "gguf", "precision": precision_name(self.header["file_type"]), "backend": "llamacpp",
                 "device": self.placement.device, "setting": self.placement.setting,
-                "file_size": self.header["bytes"], "context_length": self.context_length, "task": self.task,
-                "labels": self.labels, "file": self.path.name}
+                "file_size": self.header["bytes"], "context_length": self.context_length,
+                "max_context": self.max_context, "task": self.task, "labels": self.labels, "file": self.path.name,
+                **({} if self.encoder else {"kv_cache": self._kv_cache()})}
+
+    def _kv_cache(self) -> dict:
+        """The KV cache llama.cpp allocates: n_ctx tokens (the context asked for, rounded up to 256), every layer
+        at full size (llama-cpp-python keeps sliding-window layers full-size too)."""
+        h = self.header
+        return kv_cache_info(h["layers"], h["kv_heads"], h["head_dim"], self.n_ctx, self.kv_type,
+                             4 if self.kv_type == "f32" else 2)
 
     def close(self) -> None:
         import llama_cpp

@@ -21,7 +21,8 @@ import numpy as np
 
 from roots_edge.manifest import Manifest
 
-from .base import Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, encode_batch, mean_pool
+from .base import (Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, choose_context, encode_batch,
+                   kv_cache_info, mean_pool)
 from .machine import INT8_KERNELS, int8_kernel_class
 
 MODEL_FILE = "model.onnx"
@@ -106,7 +107,10 @@ def check_model_file(folder: Path, name: str = MODEL_FILE) -> Path:
 class OnnxRuntimeBackend(Backend, format="onnx"):
     """One `onnxruntime.InferenceSession` over an artifact folder written by the ONNX exporter."""
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None):
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, *,
+                 context: int | None = None, exact: bool = False):
+        """`context`: the tokens a decoder may hold (the cache grows as they come); `exact` changes nothing
+        here: the KV cache has the graph's own float type."""
         import onnxruntime as ort
 
         from .devices import place
@@ -132,7 +136,9 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         message = int8_kernel_warning(self.manifest)
         if message:
             warnings.warn(message, Int8KernelWarning, stacklevel=3)
-        self.context_length, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
+        self.max_context, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
+        self.context_length = choose_context(context, self.max_context, self.folder) if self.num_layers \
+            else self.max_context
         if self.num_layers:
             self._past_names = decoder_names(self.num_layers)[0][3:]
             past = self.inputs[PAST_KEY % 0]
@@ -206,8 +212,11 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
     def info(self) -> dict:
         return {"format": "onnx", "precision": self.manifest.precision if self.manifest else "unknown",
                 "backend": "onnxruntime", "device": self.placement.device, "setting": self.placement.setting,
-                "file_size": self.weight_bytes, "context_length": self.context_length, "task": self.task,
-                "labels": self.labels}
+                "file_size": self.weight_bytes, "context_length": self.context_length,
+                "max_context": self.max_context, "task": self.task, "labels": self.labels,
+                **({"kv_cache": kv_cache_info(self.num_layers, self.kv_heads, self.head_dim, self.context_length,
+                                              np.dtype(self.kv_dtype).name, np.dtype(self.kv_dtype).itemsize)}
+                   if self.num_layers else {})}
 
 
 def _first_line(exc: Exception) -> str:

@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, encode_batch, mean_pool
+from .base import (Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, choose_context, encode_batch,
+                   kv_cache_info, mean_pool)
 
 MODEL_XML = "openvino_model.xml"
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -49,9 +50,11 @@ class OpenVinoBackend(Backend, format="openvino"):
     """One compiled model and one infer request over an IR folder written by the OpenVINO exporter."""
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, *,
-                 config: dict | None = None):
+                 context: int | None = None, exact: bool = False, config: dict | None = None):
         """`path`: the artifact folder (or its .xml); `device`: cpu, gpu or auto (see runtimes.devices);
-        `config` adds or overrides OpenVINO properties (e.g. {"INFERENCE_PRECISION_HINT": "bf16"})."""
+        `context`: the tokens a decoder may hold (the state grows as they come); `exact`: an f32 KV cache
+        instead of the CPU plugin's default (u8); `config` adds or overrides OpenVINO properties (e.g.
+        {"INFERENCE_PRECISION_HINT": "bf16"})."""
         import openvino as ov
 
         from .devices import place
@@ -70,7 +73,7 @@ class OpenVinoBackend(Backend, format="openvino"):
         self.outputs = [p.get_any_name() for p in model.outputs]
         self.stateful = bool(model.get_sinks())
         setting = self.placement.setting
-        props = {**(CPU_PARITY_CONFIG if setting.startswith("CPU") else PARITY_CONFIG),
+        props = {**(CPU_PARITY_CONFIG if setting.startswith("CPU") and exact else PARITY_CONFIG),
                  **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {}), **(config or {})}
         try:
             self.compiled = core.compile_model(model, setting, props)
@@ -82,7 +85,10 @@ class OpenVinoBackend(Backend, format="openvino"):
                           else "embedding")
         self.task = meta.task
         self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
-        self.context_length, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
+        self.max_context, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
+        self.context_length = choose_context(context, self.max_context, self.folder) if self.stateful \
+            else self.max_context
+        self.kv_dims = _kv_dims(meta.config) if self.stateful else None
         self.seen = 0
 
     # ------------------------------------------------------------------ decoders
@@ -141,11 +147,26 @@ class OpenVinoBackend(Backend, format="openvino"):
         return mean_pool(hidden, mask)                                                     # (N, C)
 
     # ------------------------------------------------------------------ text and housekeeping
+    def _kv_cache(self) -> dict:
+        kind = self.compiled.get_property("KV_CACHE_PRECISION").get_type_name() \
+            if self.placement.setting.startswith("CPU") else "f16"
+        size = {"u8": 1, "i8": 1, "u4": 0.5, "f16": 2, "bf16": 2, "f32": 4}.get(kind, 2)
+        return kv_cache_info(*self.kv_dims, self.context_length, kind, size)   # u8: per-token scales not counted
+
     def info(self) -> dict:
         return {"format": "openvino", "precision": self.manifest.precision if self.manifest else "unknown",
                 "backend": "openvino", "device": self.placement.device, "setting": self.placement.setting,
-                "file_size": self.weight_bytes, "context_length": self.context_length, "task": self.task,
+                "file_size": self.weight_bytes, "context_length": self.context_length,
+                "max_context": self.max_context, "task": self.task,
+                **({"kv_cache": self._kv_cache()} if self.stateful else {}),
                 "labels": self.labels, "stateful": self.stateful}
+
+
+def _kv_dims(config: dict) -> tuple[int, int, int]:
+    """(layers, KV heads, head dim) from config.json."""
+    heads = int(config.get("num_attention_heads") or 1)
+    head_dim = config.get("head_dim") or int(config.get("hidden_size") or 0) // heads
+    return int(config.get("num_hidden_layers") or 0), int(config.get("num_key_value_heads") or heads), int(head_dim)
 
 
 def _first_line(exc: Exception) -> str:

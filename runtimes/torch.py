@@ -5,12 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Backend, RuntimeLoadError, encode_batch, load_tokenizer, mean_pool, plain_tokenizer, read_json
+from .base import (Backend, RuntimeLoadError, choose_context, encode_batch, load_tokenizer, mean_pool, plain_tokenizer,
+                   read_json)
 from .devices import place
 
 
 class TorchBackend(Backend, format="torch"):
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None):
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None, *, context: int | None = None,
+                 exact: bool = False):
+        """`context`: the tokens a decoder may hold; `exact` changes nothing (float32 throughout)."""
         import torch
 
         from roots_edge.errors import RootsEdgeError
@@ -24,10 +27,11 @@ class TorchBackend(Backend, format="torch"):
         except RootsEdgeError as exc:
             raise RuntimeLoadError(str(exc)) from None
         eos = read_json(Path(path) / "generation_config.json").get("eos_token_id", spec.eos_token_id)
-        self._setup(model, load_tokenizer(path), spec, eos, place("torch", device), Path(path))
+        self._setup(model, load_tokenizer(path), spec, eos, place("torch", device), Path(path), context)
 
     @classmethod
-    def from_model(cls, model, tokenizer, spec, path: Path | None = None, device: str = "cpu") -> "TorchBackend":
+    def from_model(cls, model, tokenizer, spec, path: Path | None = None, device: str = "cpu",
+                   context: int | None = None) -> "TorchBackend":
         """Over a transformers model already in memory (what `LanguageModel` holds): its fast tokenizer's
         `tokenizers.Tokenizer` (a copy), EOS from its generation config."""
         from tokenizers import Tokenizer
@@ -36,16 +40,18 @@ class TorchBackend(Backend, format="torch"):
         gen = getattr(model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None) if gen is not None else None
         self = cls.__new__(cls)
-        self._setup(model, tok, spec, spec.eos_token_id if eos is None else eos, place("torch", device), path)
+        self._setup(model, tok, spec, spec.eos_token_id if eos is None else eos, place("torch", device), path, context)
         return self
 
-    def _setup(self, model, tok, spec, eos, placement, path: Path | None) -> None:
+    def _setup(self, model, tok, spec, eos, placement, path: Path | None, context: int | None) -> None:
         import torch
 
         self.torch, self.spec, self.placement, self.path, self.tok = torch, spec, placement, path, tok
         self.model = model.to(placement.setting)
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        self.context_length = self.spec.context_length
+        self.max_context = spec.context_length
+        self.context_length = choose_context(context, spec.context_length, path or spec.architecture) \
+            if spec.task == "causal-lm" else spec.context_length
         self.labels = self.spec.labels
         self.pad_id = self.spec.pad_token_id if self.spec.pad_token_id is not None else 0
         self.cache = None
@@ -93,4 +99,5 @@ class TorchBackend(Backend, format="torch"):
         size = sum(p.stat().st_size for p in self.path.glob("*.safetensors")) if self.path else 0
         return {"format": "torch", "precision": "fp32", "backend": "torch", "device": self.placement.device,
                 "setting": self.placement.setting, "file_size": size, "context_length": self.context_length,
+                "max_context": self.max_context,
                 "task": self.spec.task, "labels": self.labels}

@@ -12,10 +12,14 @@ device_option = click.option("--device", default="auto", show_default=True,
 threads_option = click.option("--threads", type=int, help="CPU threads (default: the backend's choice).")
 
 
-def _load(artifact, device, threads):
+def _load(artifact, device, threads, context=None):
     from roots_edge.runtimes import load
 
-    return load(artifact, device=device, threads=threads)
+    return load(artifact, device=device, threads=threads, context=context)
+
+
+context_option = click.option("--context", type=int, help="Tokens the model holds, prompt and reply (and what "
+                              "llama.cpp sizes its KV cache for); default 2048 or the model's maximum if smaller.")
 
 
 def _run_guarded(fn):
@@ -34,12 +38,13 @@ def _run_guarded(fn):
 @click.option("-p", "--prompt", required=True)
 @sampling_options(64)
 @click.option("--truncate", is_flag=True, help="Keep the prompt's tail if it exceeds the context.")
+@context_option
 @device_option
 @threads_option
-def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, truncate, device, threads):
+def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, truncate, context, device, threads):
     """Stream the continuation of PROMPT from ARTIFACT (GGUF, ONNX, OpenVINO or a model folder)."""
     def go():
-        model = _load(artifact, device, threads)
+        model = _load(artifact, device, threads, context)
         click.echo(prompt, nl=False)
         for piece in model.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                     seed=seed, stop=stop, truncate=truncate, stream=True):
@@ -53,13 +58,14 @@ def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop,
 @click.command()
 @click.argument("artifact")
 @sampling_options(96, stop_help="Stop string (repeatable; a blank line always ends a reply).")
+@context_option
 @device_option
 @threads_option
-def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, device, threads):
+def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, context, device, threads):
     """A REPL over ARTIFACT that keeps the conversation (the model sees all earlier turns). Empty line or
     Ctrl-D ends it."""
     def go():
-        model = _load(artifact, device, threads)
+        model = _load(artifact, device, threads, context)
         ctx = model.info().get("context_length", 0)
         history = ""
         click.echo(f"chatting with {artifact} ({ctx} tokens of context); an empty line ends")

@@ -58,3 +58,38 @@ def test_runtime_never_imports_torch_and_exporter_imports_lazily(llama_exports):
             "x = b.logits(np.array([b.tokenize('Return the value')]))\n"
             "print(x.shape)\n")
     assert run_python(code).strip() == "(4, 512)"
+
+
+def test_context_sizes_the_kv_cache_and_is_checked(llama_exports):
+    import roots_edge
+
+    folder = llama_exports["gguf-q8"][0]
+    small = roots_edge.load(folder, device="cpu", context=64).info()
+    assert (small["context_length"], small["max_context"]) == (64, 128)
+    kv = small["kv_cache"]
+    assert kv["type"] == "f16" and kv["tokens"] == 256            # llama.cpp rounds n_ctx up to a multiple of 256
+    assert kv["bytes"] == 256 * kv["bytes_per_token"]
+    # 1 layer, 2 KV heads of 64: keys and values in f16 per token
+    assert kv["bytes_per_token"] == 2 * 1 * 2 * 64 * 2
+    exact = roots_edge.load(folder, device="cpu", exact=True).info()
+    assert exact["context_length"] == 128 and exact["kv_cache"]["type"] == "f32"     # default: min(2048, 128)
+    assert exact["kv_cache"]["bytes_per_token"] == 2 * kv["bytes_per_token"]
+    with pytest.raises(RuntimeLoadError, match="context 4,096 is more than .* trained for \\(128 tokens\\)"):
+        roots_edge.load(folder, device="cpu", context=4096)
+    with pytest.raises(RuntimeLoadError, match="positive number of tokens"):
+        roots_edge.load(folder, device="cpu", context=0)
+    from roots_edge.errors import ContextOverflowError
+
+    with pytest.raises(ContextOverflowError, match="context holds 64.*--context N; this model allows up to 128"):
+        roots_edge.load(folder, device="cpu", context=64).generate("word " * 80, 4)
+
+
+def test_context_applies_to_every_backend(llama_exports, llama_onnx, llama_ir):
+    import roots_edge
+
+    for folder in (llama_onnx["fp32"][0], llama_ir["fp32"][0]):
+        info = roots_edge.load(folder, device="cpu", context=32).info()
+        assert info["context_length"] == 32 and info["kv_cache"]["bytes"] == 32 * info["kv_cache"]["bytes_per_token"]
+    ov = roots_edge.load(llama_ir["fp32"][0], device="cpu").info()["kv_cache"]
+    assert ov["type"] in ("u8", "f16", "bf16", "f32")   # the CPU plugin's own default
+    assert roots_edge.load(llama_ir["fp32"][0], device="cpu", exact=True).info()["kv_cache"]["type"] == "f32"
