@@ -14,6 +14,7 @@ from roots_edge.errors import DataError, OutputExistsError
 from roots_edge.manifest import FILE as MANIFEST
 from roots_edge.manifest import FileEntry, Manifest, SourceInfo, Verification
 from roots_edge.paths import atomic_dir
+from roots_edge.spec import DECODER_FAMILIES
 from roots_edge.runtimes.machine import verification_cpu
 
 from .base import ExportOptions, Source, Target, check_family, exporter_for, get_target
@@ -106,7 +107,7 @@ def configure(target: str | Target, family: str = "llama", *, spec=None, **setti
     if static and target.format == "onnx" and target.precision == "int8":
         settings.setdefault("activations", "int8-static")
     if (awq is not None or se is not None) and target.format == "openvino" and target.precision == "int4":
-        awq = family == "llama" if awq is None else awq
+        awq = family in DECODER_FAMILIES if awq is None else awq
         se = True if se is None else se
         settings.setdefault("method", "+".join([m for m, on in (("awq", awq), ("scale-estimation", se)) if on])
                             or "rtn")

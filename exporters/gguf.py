@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from roots_edge.errors import TargetError
+from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
 from .base import FLOAT32, HALF, INT2, INT3, INT4, INT6_5, INT8, Exporter, ExportOptions, Source, Target
 from .quant import QuantConfig, Unsupported
@@ -19,7 +20,7 @@ from .quant import QuantConfig, Unsupported
 if TYPE_CHECKING:
     from .gguf_write import GgufFile
 
-BOTH, DECODERS = ("llama", "bert"), ("llama",)
+DECODERS, BOTH = DECODER_FAMILIES, DECODER_FAMILIES + ENCODER_FAMILIES
 
 # llama.cpp type name -> drift bounds. Types that need an importance matrix (IQ2_*, IQ3_*, IQ1_*) are left out.
 QUANT_TYPES = {
@@ -40,8 +41,8 @@ def write_float(source: Source, path: Path, precision: str) -> "GgufFile":
     """A float GGUF of `source` at `path`, by its family's writer; returns the closed `GgufFile`."""
     from .gguf_write import float_type
 
-    if source.spec.family == "llama":
-        from .gguf_llama import write_llama as write
+    if source.spec.is_decoder:
+        from .gguf_decoder import write_decoder as write
     else:
         from .gguf_bert import write_bert as write
     return write(source, path, float_type(precision))

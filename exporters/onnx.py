@@ -12,11 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from roots_edge.errors import TargetError, VerificationError
+from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
 from .base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target, copy_support_files
 from .quant import QuantConfig, Unsupported
 
-BOTH, DECODERS = ("llama", "bert"), ("llama",)
+DECODERS, BOTH = DECODER_FAMILIES, DECODER_FAMILIES + ENCODER_FAMILIES
 OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18, 21, 22 and 23 verified here
 
 

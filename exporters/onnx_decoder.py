@@ -54,7 +54,7 @@ def genai_config(spec, generation: dict, threads: int | None = None) -> dict:
         session["intra_op_num_threads"] = int(threads)
     return {
         "model": {
-            "type": "llama",
+            "type": spec.traits.model_type,
             "context_length": spec.context_length,
             "vocab_size": spec.vocab_size,
             "bos_token_id": spec.bos_token_id if spec.bos_token_id is not None else eos,

@@ -16,11 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from roots_edge.errors import TargetError
+from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
 from .base import FLOAT32, HALF, INT4, INT8, Exporter, ExportOptions, Source, Target, copy_support_files
 from .quant import QuantConfig, Unsupported
 
-BOTH = ("llama", "bert")
+BOTH = DECODER_FAMILIES + ENCODER_FAMILIES
 MODEL_XML = "openvino_model.xml"
 
 
@@ -94,7 +95,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
 
             warnings.warn(note, stacklevel=2)
         # NNCF's AWQ patterns are the gated MLPs of decoders: BERT has none, so AWQ defaults off there
-        method = quant.method or ("awq+scale-estimation" if spec.family == "llama" else "scale-estimation")
+        method = quant.method or ("awq+scale-estimation" if spec.is_decoder else "scale-estimation")
         unknown = set(method.split("+")) - {"awq", "scale-estimation", "gptq", "rtn"}
         if unknown:
             raise TargetError(f"openvino-int4 methods are rtn, or awq, scale-estimation and gptq joined by '+' "

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 def decoder_wrapper(model):
     """(ids, mask, positions, *past) -> (logits, *present): past and present as (B, kv, P, hd) tensors,
-    key then value per layer. The cache is built from the model's config, so layers that attend over a
-    sliding window get the cache layer that keeps only the window."""
+    key then value per layer. Every layer keeps its full past, sliding-window layers included: the model's
+    own mask limits what they attend to, and one cache shape serves every layer and every runtime."""
     import torch
     from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    n_layers = model.config.num_hidden_layers
 
     class ExplicitCacheDecoder(torch.nn.Module):
         def __init__(self):
@@ -17,7 +20,8 @@ def decoder_wrapper(model):
             self.model = model
 
         def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache(config=self.model.config)
+            cache = DynamicCache()
+            cache.layers = [DynamicLayer() for _ in range(n_layers)]
             for i, layer in enumerate(cache.layers):  # pre-filled layers: no concat with an empty tensor
                 layer.keys, layer.values = past[2 * i], past[2 * i + 1]                  # (B, kv, P, hd)
                 layer.dtype, layer.device = past[0].dtype, past[0].device

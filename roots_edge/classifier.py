@@ -10,10 +10,12 @@ import torch
 
 from .data import Labeled
 from .evaluate import ClassifierReport, classification_report
-from .spec import ModelSpec
+from .errors import UnsupportedModelError
+from .spec import FAMILY_LIST, ModelSpec
 from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
 
-HEADS = {"bert": "BertForSequenceClassification", "llama": "LlamaForSequenceClassification"}
+# families that have a sequence-classification class in transformers, and its name
+HEADS = {f.name: a for f in FAMILY_LIST for a, task in f.architectures.items() if task == "classification"}
 
 
 @dataclass
@@ -46,7 +48,11 @@ def with_classifier_head(model, spec: ModelSpec, labels: list[str]):
     """A `*ForSequenceClassification` model that shares `model`'s body and has a fresh head."""
     import transformers
 
-    cls = getattr(transformers, HEADS[spec.family])
+    head = HEADS.get(spec.family)
+    if head is None:
+        raise UnsupportedModelError(f"{spec.family} models have no classification head roots-edge can train "
+                                    f"(families with one: {', '.join(HEADS)})")
+    cls = getattr(transformers, head)
     cfg = model.config.__class__.from_dict(model.config.to_dict())
     cfg.architectures = [cls.__name__]
     cfg.num_labels = len(labels)
@@ -55,12 +61,12 @@ def with_classifier_head(model, spec: ModelSpec, labels: list[str]):
     torch.manual_seed(0)
     new = cls(cfg)
     body = model.bert if spec.family == "bert" and hasattr(model, "bert") else \
-        model.model if spec.family == "llama" and hasattr(model, "lm_head") else model
+        model.model if spec.is_decoder and hasattr(model, "lm_head") else model
     target = new.bert if spec.family == "bert" else new.model
     own = target.state_dict()
     loaded = {k: v for k, v in body.state_dict().items() if k in own and own[k].shape == v.shape}
     target.load_state_dict(loaded, strict=False)
-    if spec.family == "llama":
+    if spec.is_decoder:
         new.config.pad_token_id = model.config.pad_token_id
     return new
 

@@ -149,8 +149,25 @@ def load_torch(folder: Path, spec: ModelSpec | None = None):
     if bad:
         raise CorruptModelError(f"{folder}: weights do not match config.json: {bad}")
     model.eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    return model, tokenizer
+    return model, load_hf_tokenizer(folder)
+
+
+GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def load_hf_tokenizer(folder: Path):
+    """The transformers tokenizer of a folder. One saved as a generic class (what roots-edge writes) loads as
+    tokenizer.json says, exactly as the runtimes read it: transformers 5 would otherwise rebuild it as the
+    model family's own class (a Qwen2 config turns it into Qwen's NFC + digit-splitting pipeline)."""
+    import json
+
+    import transformers
+
+    config = Path(folder) / "tokenizer_config.json"
+    declared = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    if declared in GENERIC_TOKENIZERS and (Path(folder) / "tokenizer.json").is_file():
+        return transformers.TokenizersBackend.from_pretrained(folder)
+    return transformers.AutoTokenizer.from_pretrained(folder)
 
 
 def save_folder(model, tokenizer, out: Path, record: dict | None = None, *, overwrite: bool = False) -> Path:

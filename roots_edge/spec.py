@@ -10,27 +10,50 @@ from pathlib import Path
 
 from .errors import NotAModelError, UnsupportedModelError
 
-# model_type -> architectures (as written in config.json) -> task
-FAMILIES: dict[str, dict[str, str]] = {
-    "llama": {
-        "LlamaForCausalLM": "causal-lm",
-        "LlamaForSequenceClassification": "classification",
-    },
-    "bert": {
-        "BertModel": "embedding",
-        "BertForSequenceClassification": "classification",
-        "BertForMaskedLM": "embedding",
-    },
-}
+@dataclass(frozen=True)
+class Family:
+    """One model family: what config.json calls it and what sets it apart. Exporters and runtimes read
+    these facts instead of special-casing family names."""
+
+    name: str                       # what roots-edge calls it ("llama", "qwen2", ...)
+    model_type: str                 # config.json's model_type
+    architectures: dict[str, str]   # transformers class -> task
+    decoder: bool = True
+    gguf_arch: str | None = None    # llama.cpp's architecture name
+    rope_permute: bool = False      # llama.cpp's `llama` arch wants Q/K rows interleaved per head
+    qkv_bias: bool = False          # biases on the query / key / value projections
+    qk_norm: bool = False           # RMSNorm on queries and keys per head
+    norm_plus_one: bool = False     # RMSNorm computes (1 + w) * x: llama.cpp stores w + 1
+    sliding_window: bool = False    # some layers attend over a window only
+    embed_scale: bool = False       # embeddings multiplied by sqrt(hidden)
+    tied_by_default: bool = False   # transformers' default tie_word_embeddings (config.json omits defaults)
+
+
+FAMILY_LIST = (
+    Family("llama", "llama", {"LlamaForCausalLM": "causal-lm", "LlamaForSequenceClassification": "classification"},
+           gguf_arch="llama", rope_permute=True),
+    Family("qwen2", "qwen2", {"Qwen2ForCausalLM": "causal-lm", "Qwen2ForSequenceClassification": "classification"},
+           gguf_arch="qwen2", qkv_bias=True),
+    Family("qwen3", "qwen3", {"Qwen3ForCausalLM": "causal-lm", "Qwen3ForSequenceClassification": "classification"},
+           gguf_arch="qwen3", qk_norm=True),
+    Family("gemma3", "gemma3_text", {"Gemma3ForCausalLM": "causal-lm"}, gguf_arch="gemma3", qk_norm=True,
+           norm_plus_one=True, sliding_window=True, embed_scale=True, tied_by_default=True),
+    Family("bert", "bert", {"BertModel": "embedding", "BertForSequenceClassification": "classification",
+                            "BertForMaskedLM": "embedding"}, decoder=False, gguf_arch="bert"),
+)
+FAMILIES: dict[str, Family] = {f.name: f for f in FAMILY_LIST}
+BY_MODEL_TYPE: dict[str, Family] = {f.model_type: f for f in FAMILY_LIST}
+DECODER_FAMILIES = tuple(f.name for f in FAMILY_LIST if f.decoder)
+ENCODER_FAMILIES = tuple(f.name for f in FAMILY_LIST if not f.decoder)
 
 
 def supported_summary() -> str:
-    return "; ".join(f"{fam}: {', '.join(archs)}" for fam, archs in FAMILIES.items())
+    return "; ".join(f"{f.name}: {', '.join(f.architectures)}" for f in FAMILY_LIST)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    family: str                 # "llama" (decoder) or "bert" (encoder)
+    family: str                 # a `FAMILIES` name: "llama", "qwen2", "qwen3", "gemma3" (decoders), "bert"
     architecture: str           # the transformers class named in config.json
     task: str                   # "causal-lm", "classification" or "embedding"
     vocab_size: int
@@ -49,9 +72,15 @@ class ModelSpec:
     eos_token_id: int | None = None
     pad_token_id: int | None = None
 
+    sliding_window: int | None = None   # tokens a sliding-window layer attends over (gemma3)
+
+    @property
+    def traits(self) -> Family:
+        return FAMILIES[self.family]
+
     @property
     def is_decoder(self) -> bool:
-        return self.family == "llama"
+        return FAMILIES[self.family].decoder
 
     @property
     def labels(self) -> list[str]:
@@ -64,46 +93,44 @@ class ModelSpec:
     def from_hf_config(cls, cfg: dict, where: str = "config.json") -> "ModelSpec":
         model_type = cfg.get("model_type")
         archs = cfg.get("architectures") or []
-        if model_type not in FAMILIES:
+        family = BY_MODEL_TYPE.get(model_type)
+        if family is None:
             raise UnsupportedModelError(
                 f"{where}: model_type {model_type!r} is not supported. Supported families and "
                 f"architectures: {supported_summary()}.")
-        arch = next((a for a in archs if a in FAMILIES[model_type]), None)
+        arch = next((a for a in archs if a in family.architectures), None)
         if arch is None:
             if archs:
                 raise UnsupportedModelError(
                     f"{where}: architecture {archs} is not supported for {model_type}; "
-                    f"supported: {', '.join(FAMILIES[model_type])}.")
-            arch = next(iter(FAMILIES[model_type]))
-        task = FAMILIES[model_type][arch]
+                    f"supported: {', '.join(family.architectures)}.")
+            arch = next(iter(family.architectures))
+        task = family.architectures[arch]
         id2label = {int(k): str(v) for k, v in (cfg.get("id2label") or {}).items()}
         if task != "classification":
             id2label = {}
         heads = int(cfg["num_attention_heads"])
         hidden = int(cfg["hidden_size"])
-        if model_type == "llama":
+        common = dict(family=family.name, architecture=arch, task=task, vocab_size=int(cfg["vocab_size"]),
+                      hidden_size=hidden, intermediate_size=int(cfg["intermediate_size"]),
+                      num_layers=int(cfg["num_hidden_layers"]), num_heads=heads, id2label=id2label,
+                      pad_token_id=cfg.get("pad_token_id"))
+        if family.decoder:
             rope = cfg.get("rope_parameters") or {}
+            if "full_attention" in rope:            # per layer type (gemma3): the global layers' base
+                rope = rope["full_attention"]
             theta = rope.get("rope_theta", cfg.get("rope_theta", 10000.0))
-            return cls(
-                family="llama", architecture=arch, task=task,
-                vocab_size=int(cfg["vocab_size"]), hidden_size=hidden,
-                intermediate_size=int(cfg["intermediate_size"]),
-                num_layers=int(cfg["num_hidden_layers"]), num_heads=heads,
-                num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
-                head_dim=int(cfg.get("head_dim") or hidden // heads),
-                context_length=int(cfg.get("max_position_embeddings", 2048)),
-                norm_eps=float(cfg.get("rms_norm_eps", 1e-6)), rope_theta=float(theta),
-                tie_embeddings=bool(cfg.get("tie_word_embeddings", False)), id2label=id2label,
-                bos_token_id=cfg.get("bos_token_id"), eos_token_id=_first(cfg.get("eos_token_id")),
-                pad_token_id=cfg.get("pad_token_id"))
-        return cls(
-            family="bert", architecture=arch, task=task,
-            vocab_size=int(cfg["vocab_size"]), hidden_size=hidden,
-            intermediate_size=int(cfg["intermediate_size"]),
-            num_layers=int(cfg["num_hidden_layers"]), num_heads=heads, num_kv_heads=heads,
-            head_dim=hidden // heads, context_length=int(cfg.get("max_position_embeddings", 512)),
-            norm_eps=float(cfg.get("layer_norm_eps", 1e-12)), id2label=id2label,
-            pad_token_id=cfg.get("pad_token_id"))
+            return cls(**common,
+                       num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
+                       head_dim=int(cfg.get("head_dim") or hidden // heads),
+                       context_length=int(cfg.get("max_position_embeddings", 2048)),
+                       norm_eps=float(cfg.get("rms_norm_eps", 1e-6)), rope_theta=float(theta),
+                       tie_embeddings=bool(cfg.get("tie_word_embeddings", family.tied_by_default)),
+                       bos_token_id=cfg.get("bos_token_id"), eos_token_id=_first(cfg.get("eos_token_id")),
+                       sliding_window=cfg.get("sliding_window") if family.sliding_window else None)
+        return cls(**common, num_kv_heads=heads, head_dim=hidden // heads,
+                   context_length=int(cfg.get("max_position_embeddings", 512)),
+                   norm_eps=float(cfg.get("layer_norm_eps", 1e-12)))
 
 
 def _first(value):

@@ -98,6 +98,53 @@ SENTIMENT_HELDOUT = [
 ]
 
 
+# family -> (transformers config class, model class, settings beyond the shared tiny shape)
+TINY_FAMILIES = {
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16}),
+    # 6 layers: five sliding-window layers (window 8) and one global one, as Gemma 3 alternates them
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 16, "query_pre_attn_scalar": 16,
+                                                         "sliding_window": 8, "num_hidden_layers": 6}),
+}
+
+
+def build_tiny_family(family: str, tokenizer_folder: Path, out: Path, texts: list[str], steps: int = 120) -> Path:
+    """A tiny decoder of `family` from a transformers config (nothing downloaded), with the tiny Llama's BPE
+    tokenizer, finetuned briefly on `texts` so that its next-token choices are decisive, saved as a folder."""
+    import torch
+    import transformers
+
+    from roots_edge.model import LanguageModel
+    from roots_edge.spec import ModelSpec
+
+    config_cls, model_cls, extra = TINY_FAMILIES[family]
+    tok = transformers.AutoTokenizer.from_pretrained(tokenizer_folder)
+    shape = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True,
+                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = getattr(transformers, config_cls)(**{**shape, **extra})
+    config.architectures = [model_cls]
+    torch.manual_seed(0)
+    model = getattr(transformers, model_cls)(config).eval()
+    lm = LanguageModel(model, tok, ModelSpec.from_hf_config(config.to_dict()))
+    lm.finetune(texts, progress=False, steps=steps, lr=3e-3, seq_len=64)
+    return lm.save_pretrained(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory, tiny_llama, small_corpus):
+    """family -> a tiny trained model folder of that family, each built once (a few seconds)."""
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            out = tmp_path_factory.mktemp("models") / f"tiny-{family}"
+            built[family] = build_tiny_family(family, tiny_llama, out, small_corpus.train[:300])
+        return built[family]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def tiny_llama256(tmp_path_factory, small_corpus) -> Path:
     """A trained 1-layer Llama whose widths are multiples of 256 (hidden 256, ffn 512, vocab 512), so

@@ -54,7 +54,7 @@ def test_f16_file_is_what_llamas_converter_writes(llama_exports, llama_src):
     """Names, shapes, dtypes, metadata, and the Q/K row permutation, read back with gguf-py."""
     from gguf import GGUFReader, Keys, LlamaFileType
 
-    from roots_edge.exporters.gguf_llama import rope_permute
+    from roots_edge.exporters.gguf_decoder import rope_permute
 
     spec = llama_src.spec
     reader = GGUFReader(_gguf(llama_exports["gguf-f16"][0]))

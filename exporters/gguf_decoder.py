@@ -1,7 +1,12 @@
-"""Llama decoders -> GGUF (arch `llama`), tensor for tensor what llama.cpp's converter writes.
+"""Decoders -> GGUF, tensor for tensor what llama.cpp's converter writes, driven by the family's traits
+(`roots_edge.spec.Family`) rather than per-family code:
 
-- Q and K rows are permuted per head from Hugging Face's rotate-half RoPE layout to llama.cpp's
-  interleaved one (without it the file loads and runs, but attention is wrong).
+- `llama`: Q and K rows are permuted per head from Hugging Face's rotate-half RoPE layout to llama.cpp's
+  interleaved one (without it the file loads and runs, but attention is wrong); the other architectures
+  (qwen2, qwen3, gemma3) take the rotate-half layout as it is.
+- q/k/v biases (qwen2) and per-head q/k norms (qwen3, gemma3) map by gguf-py's tensor map.
+- Gemma's RMSNorm computes (1 + w) x: every norm weight is stored as w + 1; its sliding window goes in
+  the header, and llama.cpp scales the embeddings by sqrt(hidden) itself.
 - Tied embeddings: no `output.weight`; llama.cpp reuses `token_embd.weight`.
 - The byte-level BPE tokenizer goes in as `gpt2` with the `gpt-2` pre-tokenizer, which splits text
   exactly as the `tokenizers` ByteLevel(use_regex=True) pre-tokenizer does.
@@ -44,9 +49,14 @@ def merges(tok: dict) -> list[str]:
     return [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
 
 
-def add_hparams(f: GgufFile, spec, name: str) -> None:
+def add_hparams(f: GgufFile, spec, name: str, config) -> None:
     f.add_shape(spec, name)
     w = f.writer
+    if spec.sliding_window:
+        w.add_sliding_window(int(spec.sliding_window))
+    softcap = getattr(config, "final_logit_softcapping", None)
+    if softcap:
+        w.add_final_logit_softcapping(float(softcap))
     w.add_vocab_size(spec.vocab_size)
     w.add_head_count_kv(spec.num_kv_heads)
     w.add_layer_norm_rms_eps(spec.norm_eps)
@@ -75,27 +85,42 @@ def add_tokenizer(f: GgufFile, source: Source) -> None:
     w.add_add_eos_token(spec.eos_token_id is not None and probe[-1] == spec.eos_token_id)
 
 
-def write_llama(source: Source, path: Path, ftype: FloatType) -> GgufFile:
-    """Write `source` (a LlamaForCausalLM) as one GGUF file of float type `ftype`."""
+def write_decoder(source: Source, path: Path, ftype: FloatType) -> GgufFile:
+    """Write `source` (a causal LM of a decoder family) as one GGUF file of float type `ftype`."""
     import gguf
 
     spec = source.spec
+    traits = spec.traits
     if spec.task != "causal-lm":
         raise UnsupportedModelError(
-            f"GGUF export supports Llama causal LMs, not {spec.architecture}: llama.cpp's classification "
-            "pooling reads the first token, Hugging Face's Llama classifier the last. Use an ONNX or OpenVINO target.")
-    f = GgufFile(path, gguf.MODEL_ARCH.LLAMA, ftype)
-    add_hparams(f, spec, source.folder.name)
+            f"GGUF export supports causal LMs, not {spec.architecture}: llama.cpp's classification pooling reads "
+            "the first token, Hugging Face's decoder classifiers the last. Use an ONNX or OpenVINO target.")
+    check_attention_scale(spec, source.model.config)
+    arch = gguf.MODEL_ARCH[traits.gguf_arch.upper()]
+    f = GgufFile(path, arch, ftype)
+    add_hparams(f, spec, source.folder.name, source.model.config)
     add_tokenizer(f, source)
-    to_gguf = TensorMapper(gguf.MODEL_ARCH.LLAMA, spec.num_layers)
+    to_gguf = TensorMapper(arch, spec.num_layers)
     lm_head = "lm_head.weight"
     for hf_name, tensor in source.model.state_dict().items():
         if hf_name.endswith(SKIPPED) or (hf_name == lm_head and spec.tie_embeddings):
             continue
         w = tensor.detach().float().cpu().numpy()   # (out, in) or (n,)
-        if hf_name.endswith("self_attn.q_proj.weight"):
+        if traits.rope_permute and hf_name.endswith("self_attn.q_proj.weight"):
             w = rope_permute(w, spec.num_heads)     # (n_head * head_dim, hidden)
-        elif hf_name.endswith("self_attn.k_proj.weight"):
+        elif traits.rope_permute and hf_name.endswith("self_attn.k_proj.weight"):
             w = rope_permute(w, spec.num_kv_heads)  # (n_kv_head * head_dim, hidden)
+        if traits.norm_plus_one and hf_name.endswith("norm.weight"):
+            w = w + 1.0                             # (n,): Gemma's (1 + w) folded in
         f.add(to_gguf(hf_name), w)
     return f.close()
+
+
+def check_attention_scale(spec, config) -> None:
+    """llama.cpp's gemma3 scales attention by 1/sqrt(head_dim); a model trained with another
+    `query_pre_attn_scalar` would run with the wrong scale there."""
+    scalar = getattr(config, "query_pre_attn_scalar", None)
+    if spec.family == "gemma3" and scalar is not None and int(scalar) != spec.head_dim:
+        raise UnsupportedModelError(
+            f"this Gemma 3 model scales attention by 1/sqrt({scalar}) (query_pre_attn_scalar), but llama.cpp's "
+            f"gemma3 uses 1/sqrt(head_dim = {spec.head_dim}); export it to ONNX or OpenVINO instead")
