@@ -151,7 +151,7 @@ class Exporter:
 
 
 SUPPORT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json")
+                 "special_tokens_map.json", "chat_template.jinja")
 
 
 def copy_support_files(source: Source, out: Path) -> None:

@@ -83,6 +83,9 @@ def add_tokenizer(f: GgufFile, source: Source) -> None:
             add(int(token_id))
     w.add_add_bos_token(spec.bos_token_id is not None and probe[0] == spec.bos_token_id)
     w.add_add_eos_token(spec.eos_token_id is not None and probe[-1] == spec.eos_token_id)
+    template = getattr(hf, "chat_template", None)
+    if isinstance(template, str) and template.strip():
+        w.add_chat_template(template)            # llama.cpp and roots-edge chat read it from the header
 
 
 def write_decoder(source: Source, path: Path, ftype: FloatType) -> GgufFile:

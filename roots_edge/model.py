@@ -147,6 +147,13 @@ class LanguageModel:
         except GenerationError as exc:   # a prompt longer than the context, settings out of range
             raise DataError(str(exc)) from None
 
+    def chat(self, messages, max_new_tokens: int = 256, **kwargs) -> str:
+        """The reply to `messages` under the model's chat template (see `roots_edge.runtimes.edge.EdgeModel.chat`):
+        the same text the exported artifacts give."""
+        if self.spec.task != "causal-lm":
+            raise UnsupportedModelError(f"{self.spec.architecture} is not a causal LM; it cannot chat")
+        return self._runtime().chat(messages, max_new_tokens, **kwargs)
+
     def embed(self, texts: str | Sequence[str]):
         """Mean-pooled, L2-normalised last hidden states (numpy, one row per text)."""
         single = isinstance(texts, str)

@@ -14,6 +14,8 @@ import numpy as np
 from roots_edge.errors import RuntimeLoadError, TextInputError
 from roots_edge.manifest import Manifest
 
+from .chat import folder_template
+
 ENCODER_MAX_TOKENS = 256
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (gguf.GGUF_MAGIC as it lies on disk)  # truncation for classification / embedding inputs, the same on every backend
 
@@ -137,6 +139,9 @@ class FolderMeta:
         id2label = self.config.get("id2label") or {}
         self.labels = [id2label[k] for k in sorted(id2label, key=int)] if task == "classification" else []
         self.pad_id = self._pad_id(folder)
+        bos = read_json(folder / "generation_config.json").get("bos_token_id", self.config.get("bos_token_id"))
+        self.bos_id = bos if isinstance(bos, int) else None
+        self.chat_template = folder_template(folder)
 
     def _pad_id(self, folder: Path) -> int:
         """config.json's pad id (a Llama classifier finds its last token by it), else the tokenizer's."""
@@ -220,6 +225,13 @@ class Backend:
 
     def tokenize(self, text: str) -> list[int]:
         return self._tokenizer().encode(text).ids
+
+    def chat_facts(self):
+        """The chat template and the special tokens around it (`runtimes.chat.ChatFacts`)."""
+        from .chat import tokenizer_facts
+
+        return tokenizer_facts(self._tokenizer(), getattr(self, "chat_template", None), getattr(self, "bos_id", None),
+                               set(self.eos_ids))
 
     def detokenize(self, ids: list[int]) -> str:
         return self._tokenizer().decode(ids, skip_special_tokens=True)

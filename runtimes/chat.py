@@ -9,6 +9,7 @@ model's end-of-sequence ids or at one of the end-of-turn tokens its vocabulary h
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,27 @@ ROLES = ("system", "user", "assistant", "tool")
 # vocabulary stop a reply together with its EOS ids
 END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
 TEMPLATE_FILE = "chat_template.jinja"
+
+
+@dataclass(frozen=True)
+class ChatFacts:
+    """What rendering and stopping a reply need from a model."""
+
+    template: str | None
+    bos: str = ""                    # the BOS token's text, the template's `bos_token`
+    eos: str = ""
+    bos_id: int | None = None
+    stop_ids: frozenset[int] = frozenset()   # EOS ids and the end-of-turn tokens the vocabulary holds
+
+
+def tokenizer_facts(tok, template: str | None, bos_id: int | None, eos_ids: set[int]) -> ChatFacts:
+    """ChatFacts from a `tokenizers.Tokenizer` (ONNX, OpenVINO and PyTorch backends)."""
+    def text(i):
+        return (tok.id_to_token(i) or "") if i is not None else ""
+
+    turns = {tok.token_to_id(s) for s in END_OF_TURN} - {None}
+    return ChatFacts(template, text(bos_id), text(min(eos_ids)) if eos_ids else "", bos_id,
+                     frozenset(turns | set(eos_ids)))
 
 
 def folder_template(folder: Path) -> str | None:

@@ -31,7 +31,28 @@ class EdgeModel:
             return self._stream(prompt, cfg)
         return "".join(self._stream(prompt, cfg))
 
-    def _stream(self, prompt: str, cfg: GenerationConfig) -> Iterator[str]:
+    def chat(self, messages, max_new_tokens: int = 256, *, chat_template: str | None = None, temperature: float = 0.0,
+             top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
+             stream: bool = False):
+        """The model's reply to `messages` ([{"role": "system" | "user" | "assistant" | "tool", "content": ...}],
+        or one user text) under its own chat template (or `chat_template`, a Jinja string), ending at its
+        end-of-turn tokens. A str, or with `stream=True` an iterator of text pieces."""
+        from .chat import check_messages, no_template_error, render
+
+        facts = self.backend.chat_facts()
+        template = chat_template or facts.template
+        if not template:
+            raise no_template_error(self.path)
+        prompt = render(template, check_messages(messages), bos_token=facts.bos, eos_token=facts.eos)
+        ids = self.tokenize(prompt)
+        if len(ids) > 1 and facts.bos_id is not None and ids[0] == ids[1] == facts.bos_id:
+            ids = ids[1:]                      # the template wrote BOS and the tokenizer added another
+        cfg = GenerationConfig(max_new_tokens, temperature, top_k, top_p, seed, tuple(stop), stop_ids=facts.stop_ids)
+        if stream:
+            return self._stream(ids, cfg)
+        return "".join(self._stream(ids, cfg))
+
+    def _stream(self, prompt: str | list[int], cfg: GenerationConfig) -> Iterator[str]:
         with self._lock:
             yield from stream_text(self.backend, prompt, cfg)
 

@@ -38,19 +38,21 @@ def generate_ids(backend, ids: list[int], cfg: GenerationConfig) -> Iterator[int
     logits = backend.forward(np.asarray(ids, dtype=np.int64))
     for step in range(budget):
         token = sampler(logits)
-        if token in backend.eos_ids and not cfg.ignore_eos:
+        if (token in backend.eos_ids or token in cfg.stop_ids) and not cfg.ignore_eos:
             return
         yield token
         if step + 1 < budget:  # no model call for logits nobody will read
             logits = backend.forward(np.asarray([token], dtype=np.int64))
 
 
-def stream_text(backend, prompt: str, cfg: GenerationConfig) -> Iterator[str]:
-    """Text pieces as they decode. Holds back incomplete UTF-8 and anything that may begin a stop string."""
+def stream_text(backend, prompt: str | list[int], cfg: GenerationConfig) -> Iterator[str]:
+    """Text pieces as they decode (after a prompt text, or prompt ids). Holds back incomplete UTF-8 and
+    anything that may begin a stop string."""
     out: list[int] = []
     emitted = ""
     hold = max((len(s) for s in cfg.stop), default=1) - 1
-    for token in generate_ids(backend, backend.tokenize(prompt), cfg):
+    ids = backend.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+    for token in generate_ids(backend, ids, cfg):
         out.append(token)
         text = backend.detokenize(out)
         cut = min((i for i in (text.find(s) for s in cfg.stop) if i >= 0), default=-1)

@@ -140,6 +140,7 @@ def _value(cur: _Cursor, vtype: int, keep: bool):
 MAX_DIMS = 4  # GGML_MAX_DIMS
 # GGUF facts the header walk needs, without importing gguf-py (its import costs a tenth of a small model's load)
 ARCHITECTURE, ALIGNMENT, FILE_TYPE = "general.architecture", "general.alignment", "general.file_type"
+CHAT_TEMPLATE = "tokenizer.chat_template"
 DEFAULT_ALIGNMENT = 32
 
 
@@ -180,7 +181,7 @@ def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
         for _ in range(n_kv):
             key = cur.string().decode("utf-8", "replace")
             vtype = cur.uint(4)
-            keep = key in (ARCHITECTURE, ALIGNMENT, FILE_TYPE) or key.endswith(DIMENSION_KEYS)
+            keep = key in (ARCHITECTURE, ALIGNMENT, FILE_TYPE, CHAT_TEMPLATE) or key.endswith(DIMENSION_KEYS)
             meta[key] = _value(cur, vtype, keep and vtype in (ValueType.STRING, ValueType.UINT32, ValueType.UINT64))
         end = 0
         for _ in range(n_tensors):
@@ -228,7 +229,8 @@ def read_header(path: Path) -> dict:
     dim = {suffix: meta.get(f"{arch}{suffix}") for suffix in DIMENSION_KEYS}
     heads = dim[".attention.head_count"] or 1
     return {"architecture": arch, "file_type": meta.get(FILE_TYPE), "tensors": meta["tensors"], "bytes": size,
-            "context_length": dim[".context_length"], "layers": dim[".block_count"] or 0,
+            "chat_template": meta.get(CHAT_TEMPLATE), "context_length": dim[".context_length"],
+            "layers": dim[".block_count"] or 0,
             "kv_heads": dim[".attention.head_count_kv"] or heads,
             "head_dim": dim[".attention.key_length"] or (dim[".embedding_length"] or 0) // heads}
 
@@ -357,6 +359,22 @@ class LlamaCppBackend(Backend, format="gguf"):
 
     def detokenize(self, ids: list[int]) -> str:
         return self.llm.detokenize(list(ids), special=False).decode("utf-8", "replace")
+
+    def chat_facts(self):
+        """The header's chat template; end-of-turn tokens as llama.cpp's vocabulary holds them."""
+        import llama_cpp
+
+        from .chat import END_OF_TURN, ChatFacts
+
+        def text(i: int) -> str:
+            return self.llm.detokenize([i], special=True).decode("utf-8", "replace") if i >= 0 else ""
+
+        turns = {t[0] for t in (self.llm.tokenize(s.encode(), add_bos=False, special=True) for s in END_OF_TURN)
+                 if len(t) == 1 and text(t[0]) in END_OF_TURN}
+        eot = llama_cpp.llama_vocab_eot(llama_cpp.llama_model_get_vocab(self.llm.model))
+        bos, eos = self.llm.token_bos(), self.llm.token_eos()
+        return ChatFacts(self.header["chat_template"], text(bos), text(eos), bos if bos >= 0 else None,
+                         frozenset(turns | self.eos_ids | ({eot} if eot >= 0 else set())))
 
     # ------------------------------------------------------------------ encoders
     def classify_logits(self, texts: Sequence[str]) -> np.ndarray:

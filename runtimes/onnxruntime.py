@@ -133,6 +133,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
                           else "embedding")
         self.task = meta.task
         self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
+        self.bos_id, self.chat_template = meta.bos_id, meta.chat_template
         message = int8_kernel_warning(self.manifest)
         if message:
             warnings.warn(message, Int8KernelWarning, stacklevel=3)

@@ -85,6 +85,7 @@ class OpenVinoBackend(Backend, format="openvino"):
                           else "embedding")
         self.task = meta.task
         self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
+        self.bos_id, self.chat_template = meta.bos_id, meta.chat_template
         self.max_context, self.labels, self.pad_id = meta.context_length, meta.labels, meta.pad_id
         self.context_length = choose_context(context, self.max_context, self.folder) if self.stateful \
             else self.max_context

@@ -18,6 +18,7 @@ class GenerationConfig:
     stop: tuple[str, ...] = field(default_factory=tuple)  # stop strings (not included in the output)
     truncate: bool = False        # a prompt longer than the context: keep its last tokens instead of failing
     ignore_eos: bool = False      # benchmarks: always produce max_new_tokens
+    stop_ids: frozenset[int] = frozenset()   # ids that end the reply besides EOS (a chat's end-of-turn tokens)
 
     def __post_init__(self):
         if self.max_new_tokens < 0:

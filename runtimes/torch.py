@@ -7,6 +7,7 @@ import numpy as np
 
 from .base import (Backend, RuntimeLoadError, choose_context, encode_batch, load_tokenizer, mean_pool, plain_tokenizer,
                    read_json)
+from .chat import folder_template
 from .devices import place
 
 
@@ -27,7 +28,8 @@ class TorchBackend(Backend, format="torch"):
         except RootsEdgeError as exc:
             raise RuntimeLoadError(str(exc)) from None
         eos = read_json(Path(path) / "generation_config.json").get("eos_token_id", spec.eos_token_id)
-        self._setup(model, load_tokenizer(path), spec, eos, place("torch", device), Path(path), context)
+        self._setup(model, load_tokenizer(path), spec, eos, place("torch", device), Path(path), context,
+                    folder_template(Path(path)))
 
     @classmethod
     def from_model(cls, model, tokenizer, spec, path: Path | None = None, device: str = "cpu",
@@ -40,10 +42,12 @@ class TorchBackend(Backend, format="torch"):
         gen = getattr(model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None) if gen is not None else None
         self = cls.__new__(cls)
-        self._setup(model, tok, spec, spec.eos_token_id if eos is None else eos, place("torch", device), path, context)
+        self._setup(model, tok, spec, spec.eos_token_id if eos is None else eos, place("torch", device), path, context,
+                    getattr(tokenizer, "chat_template", None))
         return self
 
-    def _setup(self, model, tok, spec, eos, placement, path: Path | None, context: int | None) -> None:
+    def _setup(self, model, tok, spec, eos, placement, path: Path | None, context: int | None,
+               template: str | None = None) -> None:
         import torch
 
         self.torch, self.spec, self.placement, self.path, self.tok = torch, spec, placement, path, tok
@@ -54,6 +58,8 @@ class TorchBackend(Backend, format="torch"):
             if spec.task == "causal-lm" else spec.context_length
         self.labels = self.spec.labels
         self.pad_id = self.spec.pad_token_id if self.spec.pad_token_id is not None else 0
+        self.bos_id = spec.bos_token_id
+        self.chat_template = template
         self.cache = None
 
     # decoder primitives -------------------------------------------------------

@@ -57,18 +57,32 @@ def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop,
 
 @click.command()
 @click.argument("artifact")
-@sampling_options(96, stop_help="Stop string (repeatable; a blank line always ends a reply).")
+@sampling_options(256, stop_help="Stop string (repeatable).")
+@click.option("--system", help="A system message that opens the conversation (chat-template mode).")
+@click.option("--chat-template", type=click.Path(exists=True, dir_okay=False),
+              help="A Jinja chat template file, for a model that carries none (or to replace its own).")
 @context_option
 @device_option
 @threads_option
-def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, context, device, threads):
-    """A REPL over ARTIFACT that keeps the conversation (the model sees all earlier turns). Empty line or
-    Ctrl-D ends it."""
+def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, system, chat_template, context, device,
+         threads):
+    """A REPL over ARTIFACT that keeps the conversation. Turns go through the model's own chat template (GGUF
+    header, chat_template.jinja or tokenizer_config.json) and replies end at its end-of-turn tokens; a model
+    without one continues a plain-text transcript. An empty line or Ctrl-D ends it."""
     def go():
+        from pathlib import Path
+
+        from roots_edge.errors import ContextOverflowError
+
         model = _load(artifact, device, threads, context)
+        template = Path(chat_template).read_text(encoding="utf-8") if chat_template else None
+        templated = bool(template or model.backend.chat_facts().template)
         ctx = model.info().get("context_length", 0)
+        mode = "its chat template" if templated else \
+            "plain text (it has no chat template; --chat-template FILE.jinja gives it one)"
+        click.echo(f"chatting with {artifact} ({ctx} tokens of context) through {mode}; an empty line ends")
+        messages = [{"role": "system", "content": system}] if system else []
         history = ""
-        click.echo(f"chatting with {artifact} ({ctx} tokens of context); an empty line ends")
         while True:
             try:
                 line = input("you> ")
@@ -76,16 +90,35 @@ def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, contex
                 break
             if not line.strip():
                 break
-            history += f"{line}\n"
             click.echo("model> ", nl=False)
             reply = ""
-            for piece in model.generate(history, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                        seed=seed, stop=("\n\n", *stop), truncate=True, stream=True):
-                reply += piece
-                click.echo(piece, nl=False)
-                sys.stdout.flush()
+            if templated:
+                messages.append({"role": "user", "content": line})
+                while True:
+                    try:
+                        pieces = model.chat(messages, max_new_tokens, chat_template=template, temperature=temperature,
+                                            top_k=top_k, top_p=top_p, seed=seed, stop=stop, stream=True)
+                        first = next(pieces, "")
+                        break
+                    except ContextOverflowError:   # forget the oldest exchange, keep the system message
+                        start = 1 if system else 0
+                        if len(messages) - start <= 1:
+                            raise
+                        del messages[start:start + 2]
+                for piece in (first, *pieces):
+                    reply += piece
+                    click.echo(piece, nl=False)
+                    sys.stdout.flush()
+                messages.append({"role": "assistant", "content": reply.strip()})
+            else:
+                history += f"{line}\n"
+                for piece in model.generate(history, max_new_tokens, temperature=temperature, top_k=top_k,
+                                            top_p=top_p, seed=seed, stop=("\n\n", *stop), truncate=True, stream=True):
+                    reply += piece
+                    click.echo(piece, nl=False)
+                    sys.stdout.flush()
+                history += reply.strip("\n") + "\n\n"
             click.echo()
-            history += reply.strip("\n") + "\n\n"
 
     _run_guarded(go)
 
