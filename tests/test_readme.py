@@ -25,7 +25,7 @@ def readme_commands() -> list[str]:
 
 def test_the_readme_shows_commands_of_every_kind():
     verbs = {shlex.split(c, comments=True)[1] for c in readme_commands()}
-    assert {"train", "finetune", "eval", "generate", "predict", "info", "export", "run", "chat", "devices",
+    assert {"train", "finetune", "eval", "generate", "predict", "info", "export", "import", "run", "chat", "devices",
             "bench"} <= verbs
 
 

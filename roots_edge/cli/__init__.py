@@ -17,6 +17,7 @@ COMMANDS = {
     "chat": ("runtime", "chat", "A chat REPL over an artifact that keeps the conversation."),
     "devices": ("runtime", "devices", "What each runtime backend offers on this machine."),
     "info": ("model", "info", "Describe a model folder: family, sizes, labels, how it was made."),
+    "import": ("export", "import_cmd", "Turn a GGUF file (any llama.cpp type) into a Hugging Face folder to export."),
     "export": ("export", "export", "Export a model to ONNX, OpenVINO IR or GGUF targets, verified against PyTorch."),
     "bench": ("bench", "bench", "Benchmark artifacts side by side: speed, memory, size and quality."),
     "demo": ("demo", "demo", "The main job on the embedded default model, end to end."),

@@ -89,3 +89,26 @@ def export(model, targets, output, calibration, group_size, method, tensors, rat
     click.echo(verification_table(manifests))
     for target, dest in zip(resolved, dests):
         click.echo(f"{target.name:<16}-> {dest}")
+
+
+@click.command("import")
+@click.argument("gguf_file", type=click.Path())
+@click.option("-o", "--output", type=click.Path(), required=True, help="The Hugging Face folder to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
+def import_cmd(gguf_file, output, force):
+    """Turn GGUF_FILE (llama, qwen2, qwen3 or gemma3; any llama.cpp type) into a Hugging Face folder of float
+    weights, config, tokenizer and chat template, which every export target takes."""
+    import json
+
+    from roots_edge.errors import OutputExistsError
+    from roots_edge.importer import import_gguf
+
+    if Path(output).exists() and not force:
+        raise OutputExistsError(f"{output} already exists; choose another --output or pass --force")
+    out = import_gguf(Path(gguf_file), Path(output), overwrite=force, log=lambda m: click.echo(m, err=True))
+    record = json.loads((out / "roots_edge.json").read_text())
+    parity = record["tokenizer_parity"]
+    click.echo(f"{out}: from {record['source_file_type']} weights"
+               + (" (dequantized: the rounding of the quantized file stays in them)" if record["quantized_source"]
+                  else "")
+               + f"; tokenizer splits {parity['identical']}/{parity['texts']} sample texts as llama.cpp does")
