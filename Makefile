@@ -59,6 +59,8 @@ test: $(STAMP) $(PEER_STAMP) $(QEMU_STAMP)
 real-models: $(STAMP)
 	$(BIN)/python -m pip install --quiet "accelerate>=1.0"
 	$(BIN)/python benchmarks/real_models.py
+	$(BIN)/python benchmarks/real_model_exports.py
+	$(BIN)/python benchmarks/load_memory.py
 
 clean-venv:
 	rm -rf $(VENV) $(PEER)
