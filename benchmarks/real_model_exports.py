@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import roots_edge
     from roots_edge import LanguageModel
+    from roots_edge.errors import UnsupportedModelError
     from roots_edge.exporters import configure, export, load_source, reusable
     from roots_edge.importer import import_gguf
     from roots_edge.paths import home
@@ -63,8 +64,12 @@ def main(argv: list[str] | None = None) -> None:
             out = root / "exports" / name / target
             t0 = time.perf_counter()
             resolved, options = configure(target, spec=src.spec, allow_drift=True, threads=args.threads)
-            manifest = reusable(out, resolved, src.sha256) or export(src, resolved, out, options, force=True,
-                                                                     log=lambda *_: None)
+            try:
+                manifest = reusable(out, resolved, src.sha256) or export(src, resolved, out, options, force=True,
+                                                                         log=lambda *_: None)
+            except UnsupportedModelError as exc:          # said in the table, not hidden
+                rows.append({"model": name, "target": resolved.name, "skipped": str(exc).split(";")[0]})
+                continue
             seconds = time.perf_counter() - t0
             model = roots_edge.load(out, device="cpu", threads=args.threads)
             same = sum(model.generate(p, 16) == reference[p] for p in PROMPTS)
@@ -80,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
              "| model | target | bits/w | size MB | mean KL | top-1 | bound | greedy = PyTorch | export s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['model']} | {r['target']} | not exported: {r['skipped']} | | | | | | |")
+            continue
         lines.append(f"| {r['model']} | {r['target']} | {r['bits_per_weight']:.2f} | {r['size_mb']:.0f} | "
                      f"{r['kl']:.4f} | {r['top1']:.3f} | {'pass' if r['passed'] else 'DRIFT'} | {r['greedy_same']} | "
                      f"{r['export_s']} |")

@@ -129,7 +129,7 @@ def import_gguf(path: str | Path, out: str | Path, *, overwrite: bool = False, l
     model = cls(config)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
     model.tie_weights()
-    tokenizer = gpt2_tokenizer(reader) or transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    tokenizer = gpt2_tokenizer(reader) or hf_tokenizer(reader, path)
     template = _field(reader, "tokenizer.chat_template")
     if template:
         tokenizer.chat_template = template
@@ -176,6 +176,19 @@ def gpt2_tokenizer(reader):
                                                            special_tokens=[(bos, tokens.index(bos))])
     return TokenizersBackend(tokenizer_object=tok, bos_token=special.get("bos"), eos_token=special.get("eos"),
                              pad_token=special.get("padding"), clean_up_tokenization_spaces=False)
+
+
+def hf_tokenizer(reader, path: Path):
+    """transformers' rebuild of a GGUF tokenizer (SentencePiece, Qwen's and Llama 3's BPE splits, ...)."""
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except Exception as exc:  # transformers raises ValueError, KeyError, NotImplementedError for "cannot"
+        kind = f"{_field(reader, 'tokenizer.ggml.model')!r} (pre-tokenizer {_field(reader, 'tokenizer.ggml.pre')!r})"
+        raise UnsupportedModelError(f"{path.name}: its tokenizer {kind} cannot be rebuilt as a Hugging Face "
+                                    f"tokenizer ({type(exc).__name__}: {str(exc)[:200]}); run the GGUF directly "
+                                    "with roots_edge.load / roots-edge run instead") from None
 
 
 def tokenizer_parity(tokenizer, path: Path) -> dict:
