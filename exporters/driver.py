@@ -14,8 +14,8 @@ from roots_edge.errors import DataError, OutputExistsError
 from roots_edge.manifest import FILE as MANIFEST
 from roots_edge.manifest import FileEntry, Manifest, SourceInfo, Verification
 from roots_edge.paths import atomic_dir
-from roots_edge.spec import DECODER_FAMILIES
 from roots_edge.runtimes.machine import verification_cpu
+from roots_edge.spec import DECODER_FAMILIES
 
 from .base import ExportOptions, Source, Target, check_family, exporter_for, get_target
 from .quant import QuantConfig

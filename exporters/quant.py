@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field, replace
 from roots_edge.errors import TargetError
 
 TENSOR_CLASSES = ("embeddings", "output", "attention", "ffn")
-GENERIC = ("fp32", "fp16", "int8", "int6", "int4")
 
 # Tensor names across the three formats' naming schemes (torch module paths in ONNX / OpenVINO node
 # names, llama.cpp's GGUF names), checked in this order: BERT's attention output dense before its FFN one.

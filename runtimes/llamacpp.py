@@ -9,7 +9,8 @@
 
 Batches are built with llama.cpp's own C API (`llama_batch`, `llama_decode` / `llama_encode`), so
 the decode loop asks for one row of logits per step and a prefill for exactly the rows it needs.
-The KV cache is f32 (llama.cpp's default f16 cache alone moves logits by ~1e-2).
+The KV cache is sized for the context asked for (`context=`, default 2048) in llama.cpp's own f16;
+`exact=True` keeps it in f32 (the f16 cache alone moves logits by ~1e-2, too much for parity checks).
 """
 from __future__ import annotations
 
