@@ -9,10 +9,12 @@
   the header, and llama.cpp scales the embeddings by sqrt(hidden) itself.
 - Tied embeddings: no `output.weight`; llama.cpp reuses `token_embd.weight`.
 - The byte-level BPE tokenizer goes in as `gpt2` with the `gpt-2` pre-tokenizer, which splits text
-  exactly as the `tokenizers` ByteLevel(use_regex=True) pre-tokenizer does.
+  exactly as the `tokenizers` ByteLevel(use_regex=True) pre-tokenizer does; a SentencePiece-style BPE
+  (Gemma, Llama 2) goes in as `llama` with scores recovered from its merge order.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,8 @@ from .base import Source
 from .gguf_write import FloatType, GgufFile, TensorMapper, token_table, tokenizer_json
 
 SKIPPED = ("rotary_emb.inv_freq",)  # buffers, not weights
+SPM_SPACE = "\u2581"                # SentencePiece's visible space
+BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 
 
 def rope_permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -31,17 +35,57 @@ def rope_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def check_tokenizer(tok: dict) -> None:
-    """Only byte-level BPE with the GPT-2 split (what roots-edge trains) round-trips through llama.cpp."""
+def tokenizer_kind(tok: dict) -> str:
+    """"gpt2": byte-level BPE with the GPT-2 split (what roots-edge trains); "spm": SentencePiece-style BPE
+    (byte fallback, spaces as U+2581, as Gemma, Llama 2 and TinyLlama ship it). llama.cpp reproduces both; any
+    other tokenizer is refused, because llama.cpp would split text differently."""
     model, pre, norm = tok.get("model") or {}, tok.get("pre_tokenizer") or {}, tok.get("normalizer")
-    ok = (model.get("type") == "BPE" and not model.get("byte_fallback") and norm is None
-          and pre.get("type") == "ByteLevel" and pre.get("use_regex", True) and not pre.get("add_prefix_space"))
-    if not ok:
-        found = f"model {model.get('type')}, pre-tokenizer {pre.get('type')}, normalizer {(norm or {}).get('type')}"
-        raise UnsupportedModelError(
-            f"GGUF export embeds byte-level BPE tokenizers with the GPT-2 split (model BPE, pre-tokenizer "
-            f"ByteLevel, no normalizer); this model's tokenizer has {found}. llama.cpp would tokenize it "
-            "differently. Export to ONNX or OpenVINO instead, or retrain the tokenizer with roots-edge.")
+    if (model.get("type") == "BPE" and not model.get("byte_fallback") and norm is None
+            and pre.get("type") == "ByteLevel" and pre.get("use_regex", True) and not pre.get("add_prefix_space")):
+        return "gpt2"
+    if model.get("type") == "BPE" and model.get("byte_fallback") and (_spaces_as_marker(norm) or
+                                                                       _metaspace(pre) is not None):
+        return "spm"
+    found = f"model {model.get('type')}, pre-tokenizer {pre.get('type')}, normalizer {(norm or {}).get('type')}"
+    raise UnsupportedModelError(
+        f"GGUF export embeds byte-level BPE tokenizers with the GPT-2 split and SentencePiece-style BPE (byte "
+        f"fallback, spaces as \u2581); this model's tokenizer has {found}. llama.cpp would tokenize it "
+        "differently. Export to ONNX or OpenVINO instead.")
+
+
+def _steps(node: dict | None) -> list[dict]:
+    if not node:
+        return []
+    return [s for n in node.get("normalizers", node.get("pretokenizers", [node])) for s in _steps(n)] \
+        if node.get("type") == "Sequence" else [node]
+
+
+def _spaces_as_marker(norm: dict | None) -> bool:
+    return any(s.get("type") == "Replace" and (s.get("pattern") or {}).get("String") == " "
+               and s.get("content") == SPM_SPACE for s in _steps(norm))
+
+
+def _metaspace(pre: dict | None) -> dict | None:
+    return next((s for s in _steps(pre) if s.get("type") == "Metaspace" and s.get("replacement") == SPM_SPACE), None)
+
+
+def spm_add_space_prefix(tok: dict) -> bool:
+    """Whether the tokenizer puts U+2581 before the text (Llama 2: yes; Gemma: no)."""
+    if any(s.get("type") == "Prepend" and s.get("prepend") == SPM_SPACE for s in _steps(tok.get("normalizer"))):
+        return True
+    meta = _metaspace(tok.get("pre_tokenizer"))
+    return bool(meta) and meta.get("prepend_scheme", "always") in ("always", "first")
+
+
+def spm_scores(tok: dict, pieces: list[str]) -> list[float]:
+    """Per piece, the score llama.cpp's SentencePiece tokenizer merges by (the highest-scoring bigram first):
+    minus the rank of the first merge that makes it. Converted SentencePiece tokenizers list every pair
+    (a, b) whose concatenation is a piece, ordered by that piece's score, so this order is the original one."""
+    rank: dict[str, int] = {}
+    for i, m in enumerate(tok["model"].get("merges", [])):
+        left, right = m.split(" ", 1) if isinstance(m, str) else m
+        rank.setdefault(left + right, i)
+    return [-float(rank[p]) if p in rank else 0.0 for p in pieces]
 
 
 def merges(tok: dict) -> list[str]:
@@ -67,15 +111,30 @@ def add_hparams(f: GgufFile, spec, name: str, config) -> None:
 
 
 def add_tokenizer(f: GgufFile, source: Source) -> None:
+    from gguf import TokenType
+
     tok, spec, hf = tokenizer_json(source.tokenizer), source.spec, source.tokenizer
-    check_tokenizer(tok)
+    kind = tokenizer_kind(tok)
     pieces, types = token_table(hf, spec.vocab_size)
     w = f.writer
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
+    if kind == "gpt2":
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("gpt-2")
+        w.add_token_merges(merges(tok))
+    else:
+        unk = tok["model"].get("unk_token")
+        for i, p in enumerate(pieces):
+            if BYTE_PIECE.fullmatch(p):
+                types[i] = int(TokenType.BYTE)
+            elif p == unk:
+                types[i] = int(TokenType.UNKNOWN)
+        w.add_tokenizer_model("llama")
+        w.add_token_scores(spm_scores(tok, pieces))
+        w.add_add_space_prefix(spm_add_space_prefix(tok))
+        if unk in pieces:
+            w.add_unk_token_id(pieces.index(unk))
     w.add_token_list(pieces)
     w.add_token_types(types)
-    w.add_token_merges(merges(tok))
     probe = hf("a")["input_ids"]  # what the HF tokenizer adds around a text, asked rather than guessed
     for token_id, add in ((spec.bos_token_id, w.add_bos_token_id), (spec.eos_token_id, w.add_eos_token_id),
                           (spec.pad_token_id, w.add_pad_token_id)):

@@ -267,3 +267,60 @@ def test_manifest_is_valid_json_with_extras(llama_exports):
     on_disk = json.loads((folder / "manifest.json").read_text())
     assert on_disk["gguf_file"] == m["gguf_file"] and on_disk["fallbacks"] == {}
     assert on_disk["precision"] == "Q4_K_M" and on_disk["target"] == "gguf-Q4_K_M"
+
+
+def spm_style_tokenizer(texts: list[str], vocab_size: int = 400):
+    """A SentencePiece-style BPE as transformers' converters write one (Llama 2's layout): U+2581 for spaces and
+    before the text, byte fallback, and merges listing every pair whose concatenation is a piece, in piece order."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    from transformers import TokenizersBackend
+
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    trainer_tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    trainer_tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    trainer_tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size + len(specials),
+                                                               special_tokens=specials, show_progress=False))
+    vocab = trainer_tok.get_vocab()
+    merges = sorted(((a, b) for piece, rank in vocab.items() for i in range(1, len(piece))
+                     for a, b in [(piece[:i], piece[i:])] if a in vocab and b in vocab and rank >= len(specials)),
+                    key=lambda ab: (vocab[ab[0] + ab[1]], vocab[ab[0]], vocab[ab[1]]))
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = trainer_tok.normalizer
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B:1",
+                                                       special_tokens=[("<s>", vocab["<s>"])])
+    return TokenizersBackend(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def test_sentencepiece_style_tokenizer_goes_in_as_llama_vocab(small_corpus, tmp_path):
+    """Gemma, Llama 2 and TinyLlama ship such tokenizers; llama.cpp must split text exactly as they do."""
+    import torch
+    from gguf import GGUFReader
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from roots_edge.modelio import save_folder
+
+    hf = spm_style_tokenizer(small_corpus.train[:400])
+    config = LlamaConfig(vocab_size=len(hf), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+                         bos_token_id=hf.bos_token_id, eos_token_id=hf.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    folder = save_folder(LlamaForCausalLM(config).eval(), hf, tmp_path / "spm-llama")
+    m = export(load_source(folder), "gguf-f32", tmp_path / "g", ExportOptions(verify_texts=4), log=lambda *_: None)
+    assert m["verification"]["passed"]
+    path = tmp_path / "g" / m["gguf_file"]
+    reader = GGUFReader(path)
+    assert reader.fields["tokenizer.ggml.model"].contents() == "llama"
+    assert reader.fields["tokenizer.ggml.add_space_prefix"].contents() is True
+    types = reader.fields["tokenizer.ggml.token_type"].contents()
+    assert types[hf.convert_tokens_to_ids("<0x41>")] == 6 and types[hf.convert_tokens_to_ids("<unk>")] == 2
+    scores = reader.fields["tokenizer.ggml.scores"].contents()
+    merged = [i for i, p in enumerate(reader.fields["tokenizer.ggml.tokens"].contents()) if len(p) > 1
+              and scores[i] != 0]                       # pieces some merge makes: score = -(its first merge's rank)
+    assert len(merged) > 100 and all(scores[a] > scores[b] for a, b in zip(merged, merged[1:]))
+    llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    texts = small_corpus.val[:60] + ["naïve café – 3.14 ü 😀", "  two  spaces", "tab\there", "x"]
+    theirs = [llm.tokenize(t.encode(), add_bos=True, special=True) for t in texts]
+    ours = [hf(t)["input_ids"] for t in texts]
+    assert ours == theirs
