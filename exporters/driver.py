@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import sys
 import time
@@ -13,21 +12,13 @@ from pathlib import Path
 from roots_edge.errors import DataError, OutputExistsError
 from roots_edge.manifest import FILE as MANIFEST
 from roots_edge.manifest import FileEntry, Manifest, SourceInfo, Verification
-from roots_edge.paths import atomic_dir
+from roots_edge.paths import atomic_dir, sha256_file
 from roots_edge.runtimes.machine import verification_cpu
 from roots_edge.spec import DECODER_FAMILIES
 
 from .base import ExportOptions, Source, Target, check_family, exporter_for, get_target
 from .quant import QuantConfig
 from .verify import verify
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def heldout_texts(folder: Path, record: dict) -> list[str]:

@@ -11,12 +11,12 @@ the record says the weights came from a quantized file, and which type.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CorruptModelError, UnsupportedModelError
+from .paths import sha256_file
 from .spec import FAMILY_LIST, supported_summary
 
 PARITY_TEXTS = ("Return the number of items in the list.", "def f(x):\n    return x ** 2  # square",
@@ -138,7 +138,7 @@ def import_gguf(path: str | Path, out: str | Path, *, overwrite: bool = False, l
         file_type = LlamaFileType(header["file_type"]).name.removeprefix("MOSTLY_").removeprefix("ALL_")
     except ValueError:
         file_type = str(header["file_type"])
-    record = {"kind": "imported-gguf", "source": str(path), "source_sha256": _sha256(path),
+    record = {"kind": "imported-gguf", "source": str(path), "source_sha256": sha256_file(path),
               "source_file_type": file_type, "quantized_source": file_type not in ("F32", "F16", "BF16"),
               "weights": "dequantized to float32 by gguf-py; a quantized source keeps its rounding",
               "tokenizer_parity": parity}
@@ -201,11 +201,3 @@ def tokenizer_parity(tokenizer, path: Path) -> dict:
         llm = llama_cpp.Llama(str(path), n_ctx=64, vocab_only=True, verbose=False)
     same = [tokenizer(t)["input_ids"] == llm.tokenize(t.encode(), add_bos=True, special=True) for t in PARITY_TEXTS]
     return {"texts": len(same), "identical": sum(same)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

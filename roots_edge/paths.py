@@ -19,6 +19,17 @@ def home() -> Path:
     return base / "roots-edge"
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success rename it to `final`.
