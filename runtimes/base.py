@@ -123,9 +123,9 @@ def context_length(config: dict, where: Path) -> int:
 
 
 class FolderMeta:
-    """What a backend reads beside its model file, read once: config, manifest, tokenizer, and the
-    facts derived from them (task, EOS ids, context length, labels, padding id). `found` is the task the
-    model file's structure shows (`artifact_task`)."""
+    """What a backend reads beside its model file, read once: config, manifest, tokenizer, and the facts
+    derived from them (task, EOS and BOS ids, context length, labels, padding id, chat template). `found` is
+    the task the model file's structure shows (`artifact_task`)."""
 
     def __init__(self, folder: Path, found: str):
         folder = Path(folder)
@@ -133,13 +133,14 @@ class FolderMeta:
         self.manifest = Manifest.read(folder)        # None: not exported by roots-edge
         self.task = task = artifact_task(self.manifest, found, folder)
         self.tok = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
-        eos = read_json(folder / "generation_config.json").get("eos_token_id", self.config.get("eos_token_id"))
+        generation = read_json(folder / "generation_config.json")
+        eos = generation.get("eos_token_id", self.config.get("eos_token_id"))
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.context_length = context_length(self.config, folder)
         id2label = self.config.get("id2label") or {}
         self.labels = [id2label[k] for k in sorted(id2label, key=int)] if task == "classification" else []
         self.pad_id = self._pad_id(folder)
-        bos = read_json(folder / "generation_config.json").get("bos_token_id", self.config.get("bos_token_id"))
+        bos = generation.get("bos_token_id", self.config.get("bos_token_id"))
         self.bos_id = bos if isinstance(bos, int) else None
         self.chat_template = folder_template(folder)
 
