@@ -65,7 +65,8 @@ class OnnxExporter(Exporter, format="onnx"):
         }
 
     def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
-        Unsupported.method(quant, "onnx", ("rtn", "minmax") if quant.activations == "int8-static" else ("rtn",))
+        Unsupported.method(quant, "onnx", ("rtn", "minmax") if quant.activations == "int8-static" else
+                           ("rtn", "hqq") if spec.task == "causal-lm" else ("rtn",))
         """The target's config with this format's defaults filled in, or a clear refusal."""
         from .onnx_passes import INT4_GATHER_OPSET, INT8_BLOCK
 
@@ -94,7 +95,7 @@ class OnnxExporter(Exporter, format="onnx"):
                    "ffn": p}
         if quant.classes.get("embeddings") == "int4" and not four_bit_gather:
             raise TargetError(f"4-bit embeddings need ONNX opset {INT4_GATHER_OPSET} or later; got {options.opset}")
-        return replace(quant, method="rtn", group_size=size, activations="int8-blocks",
+        return replace(quant, method=quant.method or "rtn", group_size=size, activations="int8-blocks",
                        classes={**classes, **quant.classes})
 
     @staticmethod

@@ -250,13 +250,15 @@ def weight_blocks(model, quant: QuantConfig) -> tuple[object, dict]:
             by_bits.setdefault(bits, []).append(name)
     for bits, names in sorted(by_bits.items()):
         chosen = set(names)
-        model = _nbits(model, bits, block, ("MatMul",), exclude=[n for n in matmuls if n not in chosen])
+        model = _nbits(model, bits, block, ("MatMul",), exclude=[n for n in matmuls if n not in chosen],
+                       method=quant.method if bits == 4 else "rtn")   # 8-bit blocks: round-to-nearest suffices
     embeddings = quant.precision_of("embeddings")
     if embeddings == "int4":
         model = _nbits(model, 4, block, ("Gather",))
     elif embeddings == "int8":
         int8_embeddings(model, copies, block)
-    info = {"method": "MatMulNBits", "bits": bits_of(quant.precision), "symmetric": True, "accuracy_level": 4,
+    info = {"method": "MatMulNBits", "rounding": quant.method or "rtn", "bits": bits_of(quant.precision),
+            "symmetric": quant.method != "hqq", "accuracy_level": 4,
             "block_size": block,
             "activations": f"int8 per block of {block}, in the kernel",
             "matmuls": {f"{bits}-bit": len(names) for bits, names in sorted(by_bits.items(), reverse=True)},
@@ -267,12 +269,17 @@ def weight_blocks(model, quant: QuantConfig) -> tuple[object, dict]:
     return model, info
 
 
-def _nbits(model, bits: int, block: int, ops: tuple[str, ...], exclude: list[str] = ()):
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+def _nbits(model, bits: int, block: int, ops: tuple[str, ...], exclude: list[str] = (), method: str = "rtn"):
+    """MatMulNBits over `ops`: round-to-nearest symmetric blocks, or HQQ's half-quadratic fit of scale and
+    zero point per block (data-free; MatMul weights only)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
+    axes = (("MatMul", 0), ("Gather", 1))
+    algo = HQQWeightOnlyQuantConfig(block_size=block, bits=bits, op_types_to_quantize=ops, quant_axes=axes) \
+        if method == "hqq" else None
     quant = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=True, accuracy_level=4,
-                                 nodes_to_exclude=list(exclude), op_types_to_quantize=ops,
-                                 quant_axes=(("MatMul", 0), ("Gather", 1)))
+                                 nodes_to_exclude=list(exclude), op_types_to_quantize=ops, quant_axes=axes,
+                                 algo_config=algo)
     with _quiet_root_logger():
         quant.process()
     return quant.model.model

@@ -45,7 +45,7 @@ def test_bad_settings_are_refused_with_what_is_possible(tiny_llama):
         configure("gguf-q4", spec=spec, classes={"attention": "int8"})
     with pytest.raises(TargetError, match="same precision"):
         configure("openvino-int4", spec=spec, classes={"embeddings": "int4", "output": "int8"})
-    with pytest.raises(TargetError, match="rounds weights by rtn; method 'awq'"):
+    with pytest.raises(TargetError, match="rounds weights by rtn or hqq; method 'awq'"):
         configure("onnx-int4", spec=spec, method="awq")
     with pytest.raises(TargetError, match="no group size setting"):
         configure("gguf-q8", spec=spec, group_size=64)
@@ -112,3 +112,21 @@ def test_openvino_int4_method_and_all_layers_in_the_manifest(tiny_llama, texts_j
     assert default["quant"]["classes"]["embeddings"] == "int8" and not default["compression"]["all_layers"]
     assert m["weight_elements"].get("u8", 0) < default["weight_elements"].get("u8", 0)
     assert np.isfinite(m["verification"]["metrics"]["kl"])
+
+
+def test_onnx_int4_hqq_rounding(tiny_llama, texts_jsonl, tmp_path):
+    """HQQ (ONNX Runtime's half-quadratic fit of scale and zero point per block) for the 4-bit layers; the
+    8-bit head stays round-to-nearest so a tied embedding still shares its table."""
+    import onnx
+
+    src = load_source(tiny_llama, calibration=texts_jsonl)
+    target, options = configure("onnx-int4", spec=src.spec, group_size=32, method="hqq",
+                                classes={"output": "int8", "embeddings": "int8"})
+    m = export(src, target, tmp_path / "hqq", options, log=lambda *_: None)
+    assert m["quant"]["method"] == "hqq" and m["quantization"]["rounding"] == "hqq"
+    assert m["verification"]["passed"] and m["quantization"]["tied_embeddings"]
+    nodes = [n for n in onnx.load(str(tmp_path / "hqq" / "model.onnx")).graph.node if n.op_type == "MatMulNBits"]
+    four = [n for n in nodes if next(a.i for a in n.attribute if a.name == "bits") == 4]
+    assert four and all(len(n.input) >= 4 and n.input[3] for n in four)      # HQQ stores zero points
+    with pytest.raises(TargetError, match="rounds weights by rtn; method 'hqq'"):
+        configure("gguf-q4", spec=src.spec, method="hqq")
