@@ -55,14 +55,13 @@ EDGE_TYPES = (*GGML_NAMES, "Q8_0", "Q6_K", "Q5_K", "Q5_0", "Q4_K", "Q4_0", "F16"
 
 
 def ggml_type(precision: str) -> int:
-    """The ggml type number of a precision ("int8" or a ggml name such as "Q6_K")."""
+    """The ggml type number of an embedding / output precision ("int8" or a ggml name such as "Q6_K")."""
     from gguf import GGMLQuantizationType
 
-    name = GGML_NAMES.get(precision, precision.upper())
-    try:
-        return int(GGMLQuantizationType[name])
-    except KeyError:
-        raise TargetError(f"{precision!r} is not a GGUF tensor type; give one of {', '.join(EDGE_TYPES)}") from None
+    if precision not in EDGE_TYPES and precision.upper() not in EDGE_TYPES:
+        raise TargetError(f"{precision!r} is not a GGUF tensor type llama.cpp takes for embeddings or output; "
+                          f"give one of {', '.join(EDGE_TYPES)}")
+    return int(GGMLQuantizationType[GGML_NAMES.get(precision, precision.upper())])
 
 
 def _edge(quant: QuantConfig, cls: str) -> int | None:
@@ -80,7 +79,7 @@ class GgufExporter(Exporter, format="gguf"):
     packages = ("gguf", "llama_cpp_python")
 
     def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
-        Unsupported.method(quant, "gguf", ("rtn", "minmax") if quant.activations == "int8-static" else ("rtn",))
+        Unsupported.method(quant, "gguf")
         Unsupported.group_size(quant, "gguf", "each llama.cpp type has its own block")
         if quant.precision in FLOATS:
             Unsupported.check(quant, "gguf", {})
@@ -89,7 +88,8 @@ class GgufExporter(Exporter, format="gguf"):
         # other matrices follow the file type's own mixture (Q4_K_M puts some V / FFN-down rows in Q6_K)
         for cls in ("embeddings", "output"):
             if cls in quant.classes:
-                ggml_type(quant.classes[cls])
+                ggml_type(quant.classes[cls])          # a clear error for a name llama.cpp does not take here
+        quant = replace(quant, classes={c: p if p in GGML_NAMES else p.upper() for c, p in quant.classes.items()})
         Unsupported.check(quant, "gguf", {"embeddings": EDGE_TYPES, "output": EDGE_TYPES})
         return replace(quant, method="rtn", group_size=None, activations="float")
 

@@ -65,10 +65,12 @@ class OnnxExporter(Exporter, format="onnx"):
         }
 
     def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
-        Unsupported.method(quant, "onnx", ("rtn", "minmax") if quant.activations == "int8-static" else
-                           ("rtn", "hqq") if spec.task == "causal-lm" else ("rtn",))
         """The target's config with this format's defaults filled in, or a clear refusal."""
         from .onnx_passes import INT4_GATHER_OPSET, INT8_BLOCK
+
+        # HQQ rounds 4-bit MatMul weights (decoders); 8-bit blocks and encoders are round-to-nearest
+        Unsupported.method(quant, "onnx", ("rtn", "minmax") if quant.activations == "int8-static" else
+                           ("rtn", "hqq") if spec.task == "causal-lm" and quant.precision == "int4" else ("rtn",))
 
         if options.opset not in OPSETS:
             raise TargetError(f"ONNX opset {options.opset} is not supported; choose {OPSETS.start}-{OPSETS.stop - 1} "

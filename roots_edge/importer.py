@@ -2,8 +2,8 @@
 weights, config, tokenizer, chat template) that every exporter takes.
 
 The weights are read with gguf-py and dequantized with its own kernels, then undone exactly as
-`exporters/gguf_decoder.py` did them, parameter for parameter: the model class (instantiated on the meta
-device from the rebuilt config) lists the parameters, the exporters' own tensor map names each one's
+`exporters/gguf_decoder.py` did them, parameter for parameter: the model class (built from the rebuilt config,
+without random initialisation) lists the parameters, the exporters' own tensor map names each one's
 GGUF tensor, and the family's traits say what to invert (llama's Q/K row interleave, Gemma's w + 1 norms).
 Importing our own gguf-f32 therefore gives back the original tensors (a test). The tokenizer is rebuilt
 by transformers' GGUF tokenizer converters and checked against llama.cpp's own tokenization of sample text;
@@ -80,7 +80,7 @@ def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def read_tensors(reader, family, config, model) -> dict[str, np.ndarray]:
-    """{HF parameter name: float32 array} for every parameter of `model` (a meta-device skeleton)."""
+    """{HF parameter name: float32 array} for every parameter of `model` (its names and shapes say what to read)."""
     import gguf
 
     from roots_edge.exporters.gguf_write import TensorMapper
@@ -120,14 +120,17 @@ def import_gguf(path: str | Path, out: str | Path, *, overwrite: bool = False, l
     header = read_header(path)            # a clear error for a truncated or corrupt file, before gguf-py reads it
     reader = GGUFReader(path)
     family, cfg = read_config(reader, path)
+    from transformers.initialization import no_init_weights
+
     config = getattr(transformers, transformers.CONFIG_MAPPING[family.model_type].__name__)(**cfg)
     cls = getattr(transformers, cfg["architectures"][0])
-    with torch.device("meta"):
-        skeleton = cls(config)
+    with no_init_weights():    # the file's tensors replace every parameter: no random initialisation first
+        model = cls(config)
     log(f"importing {path.name}: {family.name}, {config.num_hidden_layers} layers, hidden {config.hidden_size}")
-    weights = read_tensors(reader, family, config, skeleton)
-    model = cls(config)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
+    weights = read_tensors(reader, family, config, model)
+    missing, _ = model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
+    if set(missing) - {"lm_head.weight"}:
+        raise CorruptModelError(f"{path.name} left parameters unset: {sorted(missing)[:5]}")
     model.tie_weights()
     tokenizer = gpt2_tokenizer(reader) or hf_tokenizer(reader, path)
     template = _field(reader, "tokenizer.chat_template")

@@ -51,6 +51,10 @@ def test_bad_settings_are_refused_with_what_is_possible(tiny_llama):
         configure("gguf-q8", spec=spec, group_size=64)
     with pytest.raises(TargetError, match="'Q9_X' is not a GGUF tensor type"):
         configure("gguf-q4", spec=spec, classes={"output": "Q9_X"})
+    from roots_edge.exporters.base import exporter_for
+
+    gguf_q4, _ = configure("gguf-q4", spec=spec, classes={"output": "q6_k"})     # ggml names in any case
+    assert exporter_for(gguf_q4).resolve(gguf_q4.quant, spec, _).classes == {"output": "Q6_K"}
     with pytest.raises(TypeError, match="unknown export setting"):
         configure("onnx-int4", spec=spec, blocksize=32)
 
@@ -130,3 +134,5 @@ def test_onnx_int4_hqq_rounding(tiny_llama, texts_jsonl, tmp_path):
     assert four and all(len(n.input) >= 4 and n.input[3] for n in four)      # HQQ stores zero points
     with pytest.raises(TargetError, match="rounds weights by rtn; method 'hqq'"):
         configure("gguf-q4", spec=src.spec, method="hqq")
+    with pytest.raises(TargetError, match="rounds weights by rtn; method 'hqq'"):   # 8-bit blocks: RTN only
+        configure("onnx-int8", spec=src.spec, method="hqq")
