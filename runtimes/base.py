@@ -169,10 +169,16 @@ def choose_context(requested: int | None, maximum: int, where) -> int:
     return requested
 
 
-def kv_cache_info(layers: int, kv_heads: int, head_dim: int, context: int, kind: str, bytes_per_value: float) -> dict:
-    """What `context` tokens of keys and values take: {"type", "tokens", "bytes", "bytes_per_token"}."""
-    per_token = 2 * layers * kv_heads * head_dim * bytes_per_value
-    return {"type": kind, "tokens": context, "bytes": int(per_token * context), "bytes_per_token": int(per_token)}
+def kv_cache_info(layers: int, kv_heads: int, head_dim: int, context: int, kind: str, bytes_per_value: float,
+                  sliding: tuple[int, int] = (0, 0)) -> dict:
+    """What `context` tokens of keys and values take: {"type", "tokens", "bytes", "bytes_per_token"}.
+    `sliding`: (layers that attend to a window only, tokens each of them keeps) where a runtime trims them."""
+    per_layer_token = 2 * kv_heads * head_dim * bytes_per_value
+    sliding_layers, window_cells = sliding
+    total = per_layer_token * ((layers - sliding_layers) * context + sliding_layers * min(window_cells, context))
+    return {"type": kind, "tokens": context, "bytes": int(total), "bytes_per_token": int(per_layer_token * layers),
+            **({"sliding_layers": sliding_layers, "sliding_tokens": min(window_cells, context)}
+               if sliding_layers else {})}
 
 
 def read_json(path: Path) -> dict:

@@ -167,7 +167,11 @@ def _type_sizes() -> dict[int, tuple[int, int]]:
     return {t: bs for t, bs in sizes.items() if bs[0] > 0 and bs[1] > 0}
 # `<architecture>.<key>` metadata the backend reads: the trained context and the KV cache's dimensions
 DIMENSION_KEYS = (".context_length", ".block_count", ".attention.head_count", ".attention.head_count_kv",
-                  ".attention.key_length", ".embedding_length")
+                  ".attention.key_length", ".embedding_length", ".attention.sliding_window",
+                  ".attention.sliding_window_pattern")
+# llama.cpp's default sliding-window layout where the file does not state one: in every run of N layers, all
+# but the last attend to a window (src/models/gemma3.cpp: load_swa_pattern(ml, 6))
+SLIDING_PATTERNS = {"gemma3": 6}
 
 
 def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
@@ -233,7 +237,9 @@ def read_header(path: Path) -> dict:
             "chat_template": meta.get(CHAT_TEMPLATE), "context_length": dim[".context_length"],
             "layers": dim[".block_count"] or 0,
             "kv_heads": dim[".attention.head_count_kv"] or heads,
-            "head_dim": dim[".attention.key_length"] or (dim[".embedding_length"] or 0) // heads}
+            "head_dim": dim[".attention.key_length"] or (dim[".embedding_length"] or 0) // heads,
+            "sliding_window": dim[".attention.sliding_window"] or 0,
+            "sliding_pattern": dim[".attention.sliding_window_pattern"] or 0}
 
 
 def precision_name(file_type: int | None) -> str:
@@ -268,11 +274,14 @@ class LlamaCppBackend(Backend, format="gguf"):
             ctx = choose_context(context, self.max_context, self.path.name)
             batch = min(ctx, DECODE_BATCH)
         try:
+            # swa_full=False: sliding-window layers keep only their window (+ one batch) of KV, as llama.cpp's own
+            # tools do; llama-cpp-python asks for the full context there. Safe because this backend never rolls
+            # the cache back to an earlier position, it only clears it.
             with captured_stderr() as log:   # llama.cpp notes (SWA cache sizes, ...) bypass verbose=False
                 self.llm = llama_cpp.Llama(
                     str(self.path), n_gpu_layers=0 if self.placement.device == "cpu" else -1, n_ctx=ctx,
                     n_batch=batch, n_ubatch=batch, n_threads=threads, n_threads_batch=threads,
-                    embedding=self.encoder, verbose=False, **kv)
+                    embedding=self.encoder, swa_full=False, verbose=False, **kv)
         except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
             tail = " ".join("".join(log).split()[-40:])
             raise RuntimeLoadError(f"llama.cpp could not load {self.path}: {exc}" + (f" ({tail})" if tail else "")) \
@@ -429,11 +438,15 @@ class LlamaCppBackend(Backend, format="gguf"):
                 **({} if self.encoder else {"kv_cache": self._kv_cache()})}
 
     def _kv_cache(self) -> dict:
-        """The KV cache llama.cpp allocates: n_ctx tokens (the context asked for, rounded up to 256), every layer
-        at full size (llama-cpp-python keeps sliding-window layers full-size too)."""
+        """The KV cache llama.cpp allocates: n_ctx tokens (the context asked for, rounded up to 256) in full
+        attention layers; in sliding-window layers the window plus one batch, rounded up to 256 cells
+        (llama_kv_cache_iswa's sizing)."""
         h = self.header
-        return kv_cache_info(h["layers"], h["kv_heads"], h["head_dim"], self.n_ctx, self.kv_type,
-                             4 if self.kv_type == "f32" else 2)
+        window, layers = h["sliding_window"], h["layers"]
+        pattern = h["sliding_pattern"] or SLIDING_PATTERNS.get(h["architecture"], 0)
+        sliding = sum(i % pattern < pattern - 1 for i in range(layers)) if window and pattern else 0
+        return kv_cache_info(layers, h["kv_heads"], h["head_dim"], self.n_ctx, self.kv_type,
+                             4 if self.kv_type == "f32" else 2, (sliding, -(-(window + self.n_batch) // 256) * 256))
 
     def close(self) -> None:
         import llama_cpp
