@@ -91,6 +91,7 @@ class ExportOptions:
     allow_drift: bool = False
     verify_texts: int = 16          # held-out texts used for verification
     threads: int | None = None
+    data_free: bool = False         # --no-calibration: data-free rounding where a format defaults to data-aware
 
 
 @dataclass

@@ -177,7 +177,8 @@ def read_manifest(artifact: Path) -> dict:
 
 
 def verification_table(manifests: list[dict]) -> str:
-    head = f"{'target':<16}{'size':>10}{'bits/w':>8}{'max|dlogit|':>13}{'KL':>10}{'top-1/agree':>13}{'time':>8}  status"
+    head = (f"{'target':<16}{'size':>10}{'bits/w':>8}{'max|dlogit|':>13}{'KL':>10}{'top-1/agree':>13}{'ppl +%':>8}"
+            f"{'time':>8}  method / status")
     lines = [head, "-" * len(head)]
     for m in manifests:
         v = m["verification"]
@@ -185,7 +186,11 @@ def verification_table(manifests: list[dict]) -> str:
         agree = met.get("top1", met.get("agreement", met.get("min_cosine")))
         status = "skipped" if v.get("passed") is None else ("ok" if v["passed"] else "DRIFT")
         fmt = lambda x, f: format(x, f) if x is not None else format("-", ">" + f[1:].split(".")[0])  # noqa: E731
+        ppl, ref = met.get("perplexity"), met.get("perplexity_ref")
+        delta = 100 * (ppl / ref - 1) if ppl and ref else None
+        method = (m.get("quant") or {}).get("method")
         lines.append(f"{m['target']:<16}{m['size_bytes'] / 1e6:>8.2f}MB{m['bits_per_weight']:>8.2f}"
                      f"{fmt(met.get('max_logit_diff'), '>13.3g')}{fmt(met.get('kl'), '>10.2e')}"
-                     f"{fmt(agree, '>13.4f')}{m['export_seconds']:>7.1f}s  {status}")
+                     f"{fmt(agree, '>13.4f')}{fmt(delta, '>+8.2f')}{m['export_seconds']:>7.1f}s  "
+                     f"{method + ' / ' if method and method != 'none' else ''}{status}")
     return "\n".join(lines)

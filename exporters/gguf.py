@@ -79,11 +79,16 @@ class GgufExporter(Exporter, format="gguf"):
     packages = ("gguf", "llama_cpp_python")
 
     def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
-        Unsupported.method(quant, "gguf")
+        Unsupported.method(quant, "gguf", ("rtn", "imatrix"))
         Unsupported.group_size(quant, "gguf", "each llama.cpp type has its own block")
         if quant.precision in FLOATS:
             Unsupported.check(quant, "gguf", {})
             return quant.with_(method="none")
+        if quant.method == "imatrix" and options.data_free:
+            raise TargetError("--method imatrix measures the calibration text; it cannot run with --no-calibration")
+        # an importance matrix weights every type's rounding but Q8_0's (its kernel takes none)
+        aware = quant.precision != "Q8_0" and spec.is_decoder and not options.data_free
+        method = quant.method or ("imatrix" if aware else "rtn")
         # llama.cpp's quantizer takes a type for the token embedding and one for the output tensor; the
         # other matrices follow the file type's own mixture (Q4_K_M puts some V / FFN-down rows in Q6_K)
         for cls in ("embeddings", "output"):
@@ -91,12 +96,16 @@ class GgufExporter(Exporter, format="gguf"):
                 ggml_type(quant.classes[cls])          # a clear error for a name llama.cpp does not take here
         quant = replace(quant, classes={c: p if p in GGML_NAMES else p.upper() for c, p in quant.classes.items()})
         Unsupported.check(quant, "gguf", {"embeddings": EDGE_TYPES, "output": EDGE_TYPES})
-        return replace(quant, method="rtn", group_size=None, activations="float")
+        if method == "imatrix" and (quant.precision == "Q8_0" or not spec.is_decoder):
+            raise TargetError("llama.cpp's Q8_0 kernel takes no importance matrix (and BERT GGUF files are Q8_0); "
+                              "--method imatrix applies to the 2- to 6-bit types such as gguf-q4")
+        return replace(quant, method=method, group_size=None, activations="float")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
-        from .gguf_quant import check_rows, quant_type, quantize, row_lengths, tensor_report
+        from .gguf_quant import check_rows, quant_type, quantize, requantize, row_lengths, tensor_report
 
         path = Path(out) / gguf_filename(source, target)
+        extra: dict = {}
         if target.precision in FLOATS:
             write_float(source, path, target.precision)
             qt = None
@@ -106,8 +115,31 @@ class GgufExporter(Exporter, format="gguf"):
             try:
                 written = write_float(source, tmp, "f32")
                 check_rows(row_lengths(written.shapes), qt, options.allow_drift)
+                # llama.cpp's quantizer picks each tensor's type (Q4_K_M's Q6_K rows, fallbacks) and rounds it;
+                # with an importance matrix its kernels round the same tensors again, weighted by it
                 quantize(tmp, path, qt, options.threads, token_embedding=_edge(target.quant, "embeddings"),
                          output=_edge(target.quant, "output"))
+                if target.quant.method == "imatrix":
+                    importance = self.importance(source, options.calibration)
+                    weighted = requantize(tmp, path, importance.values)
+                    extra["importance"] = {**importance.describe(), "tensors_weighted": weighted}
             finally:
                 tmp.unlink(missing_ok=True)
-        return {"gguf_file": path.name, **tensor_report(path, qt), "weight_bytes": path.stat().st_size}
+        return {"gguf_file": path.name, **tensor_report(path, qt), **extra, "weight_bytes": path.stat().st_size}
+
+    @staticmethod
+    def importance(source: Source, texts: list[str]):
+        """The importance matrix of `source` on `texts`, measured once per export run."""
+        import hashlib
+
+        from .gguf_write import TensorMapper
+        from .imatrix import importance_matrix
+
+        def measure():
+            import gguf
+
+            mapper = TensorMapper(gguf.MODEL_ARCH[source.spec.traits.gguf_arch.upper()], source.spec.num_layers)
+            return importance_matrix(source, texts, mapper)
+
+        key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+        return source.cached(("imatrix", key), measure)

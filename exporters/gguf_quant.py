@@ -8,9 +8,12 @@ mixture the file type uses, so a "Q4_K_M" file that is really Q5_0 says so.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from roots_edge.errors import TargetError
 from roots_edge.runtimes.llamacpp import captured_stderr
@@ -106,6 +109,57 @@ def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None, *,
         tail = "\n".join(line for line in "".join(log).splitlines()[-6:] if line.strip())
         raise TargetError(f"llama.cpp's quantizer could not make {qt.name} from {src.name} (code {rc}). "
                           f"Its log ends with:\n{tail}\nTry gguf-f16 or another quant type.")
+
+
+FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
+
+
+@functools.cache
+def _quantize_chunk():
+    """`ggml_quantize_chunk` from the ggml library llama-cpp-python loads (reached through libllama)."""
+    import ctypes
+
+    import llama_cpp
+
+    fn = llama_cpp.llama_cpp._lib.ggml_quantize_chunk
+    fn.restype = ctypes.c_size_t
+    fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                   ctypes.c_void_p]
+    return fn
+
+
+def requantize(f32: Path, path: Path, importance: dict[str, np.ndarray] | None = None) -> int:
+    """Round every quantized tensor of llama.cpp's file `path` again, in place, from the f32 weights in `f32`,
+    with llama.cpp's own kernel (`ggml_quantize_chunk`) and the type llama.cpp chose for that tensor; where
+    `importance` has the tensor, its rounding error is weighted per input channel by it. Without importance
+    the bytes are llama.cpp's own (the tests check this per type). Returns the number of tensors weighted."""
+    from gguf import GGUFReader
+
+    quantize_chunk = _quantize_chunk()
+    source = {t.name: t for t in GGUFReader(f32).tensors}
+    target = GGUFReader(path, "r+")
+    weighted = 0
+    for t in target.tensors:
+        if t.tensor_type.name in FLOAT_TYPES:
+            continue
+        w = np.ascontiguousarray(source[t.name].data, dtype=np.float32)    # (rows, n_per_row)
+        n_per_row = w.shape[-1]
+        imatrix = None if importance is None else importance.get(t.name)
+        if imatrix is not None:
+            imatrix = np.ascontiguousarray(imatrix, dtype=np.float32)
+            if imatrix.shape != (n_per_row,):
+                raise TargetError(f"the importance of {t.name} has {imatrix.size} channels, its rows {n_per_row}")
+            weighted += 1
+        out = np.empty(int(t.n_bytes), dtype=np.uint8)
+        written = quantize_chunk(int(t.tensor_type), w.ctypes.data, out.ctypes.data, 0, w.size // n_per_row,
+                                 n_per_row, None if imatrix is None else imatrix.ctypes.data)
+        if written != out.size:
+            raise TargetError(f"llama.cpp's kernel wrote {written} bytes for {t.name} ({t.tensor_type.name}), "
+                              f"the file holds {out.size}")
+        t.data.reshape(-1)[:] = out
+    target.data.flush()
+    del target
+    return weighted
 
 
 def tensor_report(path: Path, qt: QuantType | None) -> dict:

@@ -93,8 +93,9 @@ class OnnxExporter(Exporter, format="onnx"):
         matrix = ("int8", "int4", "fp32")
         Unsupported.check(quant, "onnx", {"embeddings": ("int8", "fp32") + (("int4",) if four_bit_gather else ()),
                                           "output": matrix, "attention": matrix, "ffn": matrix})
-        classes = {"embeddings": p if p == "int8" or four_bit_gather else "int8", "output": p, "attention": p,
-                   "ffn": p}
+        # int4: the token table and the LM head stay in 8-bit blocks (as Q4_K_M keeps them in Q6_K): they carry
+        # most of the error, and a tied table is then stored once, read by both (smaller than two 4-bit copies)
+        classes = {"embeddings": "int8", "output": "int8", "attention": p, "ffn": p}
         if quant.classes.get("embeddings") == "int4" and not four_bit_gather:
             raise TargetError(f"4-bit embeddings need ONNX opset {INT4_GATHER_OPSET} or later; got {options.opset}")
         return replace(quant, method=quant.method or "rtn", group_size=size, activations="int8-blocks",

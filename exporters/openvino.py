@@ -95,7 +95,11 @@ class OpenVinoExporter(Exporter, format="openvino"):
 
             warnings.warn(note, stacklevel=2)
         # NNCF's AWQ patterns are the gated MLPs of decoders: BERT has none, so AWQ defaults off there
-        method = quant.method or ("awq+scale-estimation" if spec.is_decoder else "scale-estimation")
+        method = quant.method or ("rtn" if options.data_free else
+                                  "awq+scale-estimation" if spec.is_decoder else "scale-estimation")
+        if options.data_free and method != "rtn":
+            raise TargetError(f"openvino-int4 method {method} measures the calibration text; with --no-calibration "
+                              "it rounds by rtn")
         unknown = set(method.split("+")) - {"awq", "scale-estimation", "gptq", "rtn"}
         if unknown:
             raise TargetError(f"openvino-int4 methods are rtn, or awq, scale-estimation and gptq joined by '+' "

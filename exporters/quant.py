@@ -51,8 +51,8 @@ class QuantConfig:
     """How a target quantizes. `precision` is the target's own ("int4", "Q4_K_M", "fp16", ...)."""
 
     precision: str
-    method: str | None = None       # weight rounding: "rtn", "hqq" (ONNX int4), "awq", "scale-estimation", "gptq"
-    #                                 (OpenVINO int4, joined by "+");
+    method: str | None = None       # weight rounding: "rtn", "imatrix" (GGUF), "hqq" (ONNX int4), "awq",
+    #                                 "scale-estimation", "gptq" (OpenVINO int4, joined by "+");
     #                                 None: the format's default for the model's family (recorded once applied)
     group_size: int | None = None   # block / group size along the input axis; None: the format's default
     activations: str = "float"      # "float", "int8-dynamic", "int8-static" (calibrated), "int8-blocks" (kernel)
@@ -92,8 +92,8 @@ class Unsupported:
     def method(quant: QuantConfig, fmt: str, allowed: tuple[str, ...] = ("rtn",)) -> None:
         if quant.method not in (None, "none", *allowed):
             raise TargetError(f"{fmt}-{quant.precision} rounds weights by {' or '.join(allowed)}; "
-                              f"method {quant.method!r} is not one of them (onnx-int4 takes hqq; openvino-int4 "
-                              "takes awq, scale-estimation, gptq)")
+                              f"method {quant.method!r} is not one of them (gguf quant types take imatrix; onnx-int4 "
+                              "takes hqq; openvino-int4 takes awq, scale-estimation, gptq)")
         if quant.ratio != 1.0:
             raise TargetError(f"{fmt}-{quant.precision} has no ratio setting (openvino-int4 does); got {quant.ratio}")
 

@@ -28,6 +28,8 @@ class Parity:
     agreement: float | None = None
     max_prob_diff: float | None = None
     min_cosine: float | None = None
+    perplexity: float | None = None       # decoders: the artifact's on the verification text's next tokens
+    perplexity_ref: float | None = None   # and PyTorch's on the same tokens
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -50,6 +52,7 @@ class Parity:
 
 def decoder_parity(source: Source, runtime, texts: list[str]) -> Parity:
     diffs, kls, agree, n = [], [], 0, 0
+    nll = {"ref": [], "art": []}
     for ids, ref in _decoder_reference(source, texts):                                     # (1, T), (T, V)
         art = np.asarray(runtime.logits(ids), dtype=np.float32).reshape(ref.shape)           # (T, V)
         diffs.append(float(np.abs(ref - art).max()))
@@ -57,7 +60,12 @@ def decoder_parity(source: Source, runtime, texts: list[str]) -> Parity:
         kls.append(kl)
         agree += int(same.sum())
         n += ref.shape[0]
-    return Parity("decoder", n, max_logit_diff=max(diffs), kl=float(np.concatenate(kls).mean()), top1=agree / n)
+        nxt = ids[0, 1:]                                                                     # (T-1,)
+        for key, logits in (("ref", ref), ("art", art)):
+            nll[key].append(-log_softmax(logits[:-1].astype(np.float64))[np.arange(nxt.size), nxt])
+    ppl = {k: float(np.exp(np.concatenate(v).mean())) if v else None for k, v in nll.items()}
+    return Parity("decoder", n, max_logit_diff=max(diffs), kl=float(np.concatenate(kls).mean()), top1=agree / n,
+                  perplexity=ppl["art"], perplexity_ref=ppl["ref"])
 
 
 def _decoder_reference(source: Source, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -39,10 +39,14 @@ def _targets_help() -> str:
                    "as typed (-t gguf-q4 -> OUTPUT/gguf-q4).")
 @click.option("--calibration", type=click.Path(), help="Text for data-aware methods and verification "
               "(.txt, .jsonl, .csv); default: the model's validation text.")
+@click.option("--no-calibration", "data_free", is_flag=True,
+              help="Data-free rounding where a target defaults to data-aware (GGUF importance matrix, OpenVINO "
+                   "AWQ / scale estimation); verification still reads the text.")
 @click.option("--group-size", type=int, help="Weight block / group size along the input axis "
               "(default: 32 for onnx-int8, 64 for int4; -1 = per channel in OpenVINO).")
-@click.option("--method", help="Weight rounding: rtn; OpenVINO int4 also awq, scale-estimation, gptq joined by '+' "
-              "(default there: awq+scale-estimation for decoders).")
+@click.option("--method", help="Weight rounding: rtn; GGUF also imatrix (the default below Q8_0); ONNX int4 also "
+              "hqq; OpenVINO int4 also awq, scale-estimation, gptq joined by '+' (default there: "
+              "awq+scale-estimation for decoders).")
 @click.option("--tensor", "tensors", multiple=True, metavar="CLASS=PRECISION",
               help="Another precision for one class of tensors: embeddings, output, attention or ffn "
                    "(e.g. --tensor output=int8). Repeatable; each format says which it can do.")
@@ -56,7 +60,7 @@ def _targets_help() -> str:
 @click.option("--force", is_flag=True, help="Overwrite existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 @download_option
-def export(model, targets, output, calibration, group_size, method, tensors, ratio, awq, scale_estimation, static_int8,
+def export(model, targets, output, calibration, data_free, group_size, method, tensors, ratio, awq, scale_estimation, static_int8,
            no_verify, allow_drift, force, as_json, download):
     """Export MODEL (default: the embedded default) to one or more TARGETs, each verified against PyTorch."""
     from roots_edge.errors import OutputExistsError
@@ -78,7 +82,7 @@ def export(model, targets, output, calibration, group_size, method, tensors, rat
     # every target's settings are checked before the first export starts
     jobs = [configure(t, spec=lm.spec, group_size=group_size, method=method, ratio=ratio, classes=classes or None,
                       awq=awq, scale_estimation=scale_estimation, static_int8=static_int8, verify=not no_verify,
-                      allow_drift=allow_drift) for t in resolved]
+                      allow_drift=allow_drift, data_free=data_free) for t in resolved]
     source = load_source(lm, calibration=Path(calibration) if calibration else None)
     manifests = []
     for (target, options), dest in zip(jobs, dests):

@@ -1,0 +1,99 @@
+"""Importance matrices for llama.cpp's quantizers, computed in PyTorch from calibration text.
+
+What llama.cpp's `imatrix` tool measures, without running llama.cpp: for every matrix that multiplies
+activations, the mean over calibration tokens of the squared activation entering each input channel
+(`in_sum2 / count` of its GGUF imatrix). A quantizer that is handed this vector weights each column's rounding
+error by it, so the columns that carry large activations keep their precision. Keys are the GGUF tensor names
+the weights are written under; a tied LM head is `token_embd.weight`, as in llama.cpp's own graph.
+
+Texts are joined (EOS between them) and cut into chunks of `CHUNK` tokens, as the imatrix tool does, so every
+position of the context sees real text. A calibration set needs at least `MIN_TOKENS` tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from roots_edge.errors import DataError
+
+CHUNK = 512          # tokens per forward pass (llama.cpp's imatrix default context)
+MAX_CHUNKS = 64      # 32k tokens: past this, the estimates move by well under a percent (measured on the default)
+MIN_TOKENS = 256     # below this a channel's mean square rests on too few tokens to rank channels
+
+
+@dataclass
+class Importance:
+    """{GGUF tensor name: (n_per_row,) float32 mean squared input activation} and what it was measured on."""
+
+    values: dict[str, np.ndarray]
+    texts: int
+    tokens: int
+
+    def describe(self) -> dict:
+        return {"texts": self.texts, "tokens": self.tokens, "tensors": len(self.values), "chunk": CHUNK}
+
+
+def calibration_chunks(tokenizer, spec, texts: list[str]) -> tuple[list[list[int]], int]:
+    """The calibration texts as token chunks of at most `CHUNK` (the model's context if shorter); (chunks, texts
+    used). Refuses too little text and ids outside the model's vocabulary."""
+    size = min(CHUNK, spec.context_length or CHUNK)
+    sep = [spec.eos_token_id] if spec.eos_token_id is not None else []
+    stream: list[int] = []
+    used = 0
+    for text in texts:
+        if not text.strip():
+            continue
+        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + sep
+        used += 1
+        if len(stream) >= size * MAX_CHUNKS:
+            break
+    if len(stream) < MIN_TOKENS:
+        raise DataError(f"the calibration text is {len(stream)} tokens long; an importance matrix needs at least "
+                        f"{MIN_TOKENS} (a few paragraphs; {size * 8:,} or more gives stable estimates). Give a "
+                        "longer --calibration FILE, or --no-calibration for data-free rounding.")
+    top = max(stream)
+    if top >= spec.vocab_size:
+        raise DataError(f"the calibration text tokenizes to id {top}, past the model's vocabulary of "
+                        f"{spec.vocab_size}: the tokenizer does not belong to this model")
+    chunks = [stream[i:i + size] for i in range(0, min(len(stream), size * MAX_CHUNKS), size)]
+    return [c for c in chunks if len(c) >= min(size, MIN_TOKENS // 2)] or chunks[:1], used
+
+
+def importance_matrix(source, texts: list[str], tensor_name, progress=None) -> Importance:
+    """Run `source.model` over the calibration chunks and collect, per linear layer, the mean squared input
+    activation per channel. `tensor_name(hf_weight_name)` gives the GGUF name (the exporter's mapper)."""
+    import torch
+
+    model, spec = source.model, source.spec
+    chunks, used = calibration_chunks(source.tokenizer, spec, texts)
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    handles = []
+    head = model.get_output_embeddings()
+
+    def hook(name):
+        def collect(_module, inputs, _output):
+            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
+            sums[name] = sums.get(name, 0) + (x * x).sum(0)
+            counts[name] = counts.get(name, 0) + x.shape[0]
+        return collect
+
+    for module_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            if module is head:
+                name = "token_embd.weight" if spec.tie_embeddings else "output.weight"
+            else:
+                name = tensor_name(f"{module_name}.weight")
+            handles.append(module.register_forward_hook(hook(name)))
+    try:
+        with torch.inference_mode():
+            for i, chunk in enumerate(chunks):
+                model(input_ids=torch.tensor([chunk]), use_cache=False)
+                if progress:
+                    progress(i + 1, len(chunks))
+    finally:
+        for h in handles:
+            h.remove()
+    values = {name: (sums[name] / counts[name]).float().numpy() for name in sums}
+    return Importance(values, used, sum(len(c) for c in chunks))
