@@ -187,10 +187,10 @@ def verification_table(manifests: list[dict]) -> str:
         status = "skipped" if v.get("passed") is None else ("ok" if v["passed"] else "DRIFT")
         fmt = lambda x, f: format(x, f) if x is not None else format("-", ">" + f[1:].split(".")[0])  # noqa: E731
         ppl, ref = met.get("perplexity"), met.get("perplexity_ref")
-        delta = 100 * (ppl / ref - 1) if ppl and ref else None
+        delta = f"{100 * (ppl / ref - 1):>+8.2f}" if ppl and ref else f"{'-':>8}"
         method = (m.get("quant") or {}).get("method")
         lines.append(f"{m['target']:<16}{m['size_bytes'] / 1e6:>8.2f}MB{m['bits_per_weight']:>8.2f}"
                      f"{fmt(met.get('max_logit_diff'), '>13.3g')}{fmt(met.get('kl'), '>10.2e')}"
-                     f"{fmt(agree, '>13.4f')}{fmt(delta, '>+8.2f')}{m['export_seconds']:>7.1f}s  "
+                     f"{fmt(agree, '>13.4f')}{delta}{m['export_seconds']:>7.1f}s  "
                      f"{method + ' / ' if method and method != 'none' else ''}{status}")
     return "\n".join(lines)

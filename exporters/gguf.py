@@ -77,6 +77,7 @@ class GgufExporter(Exporter, format="gguf"):
           for name, bounds in QUANT_TYPES.items()),
     )
     packages = ("gguf", "llama_cpp_python")
+    revision = 2  # 2: types below Q8_0 rounded with an importance matrix by default
 
     def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
         Unsupported.method(quant, "gguf", ("rtn", "imatrix"))

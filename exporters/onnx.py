@@ -15,7 +15,7 @@ from roots_edge.errors import TargetError, VerificationError
 from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
 from .base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target, copy_support_files
-from .quant import QuantConfig, Unsupported
+from .quant import SUBCLASSES, QuantConfig, Unsupported
 
 DECODERS, BOTH = DECODER_FAMILIES, DECODER_FAMILIES + ENCODER_FAMILIES
 OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18, 21, 22 and 23 verified here
@@ -24,7 +24,8 @@ OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18,
 class OnnxExporter(Exporter, format="onnx"):
     targets = Target.many("onnx", fp32=(BOTH, FLOAT32), fp16=(DECODERS, HALF), int8=(BOTH, INT8), int4=(DECODERS, INT4))
     packages = ("torch", "onnx", "onnxruntime", "onnxruntime_genai")
-    revision = 2  # 2: onnx-int8 as 8-bit MatMulNBits blocks (decoders) and 7-bit weights (encoders)
+    revision = 3  # 2: onnx-int8 as 8-bit MatMulNBits blocks (decoders) and 7-bit weights (encoders);
+    #              3: onnx-int4 keeps head, embeddings, v and down projections in 8 bits; GPTQ by default
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         import onnx
@@ -70,7 +71,11 @@ class OnnxExporter(Exporter, format="onnx"):
 
         # HQQ rounds 4-bit MatMul weights (decoders); 8-bit blocks and encoders are round-to-nearest
         Unsupported.method(quant, "onnx", ("rtn", "minmax") if quant.activations == "int8-static" else
-                           ("rtn", "hqq") if spec.task == "causal-lm" and quant.precision == "int4" else ("rtn",))
+                           ("rtn", "hqq", "gptq") if spec.task == "causal-lm" and quant.precision == "int4"
+                           else ("rtn",))
+        if quant.method == "gptq" and options.data_free:
+            raise TargetError("onnx-int4 --method gptq measures the calibration text; with --no-calibration use "
+                              "rtn or hqq")
 
         if options.opset not in OPSETS:
             raise TargetError(f"ONNX opset {options.opset} is not supported; choose {OPSETS.start}-{OPSETS.stop - 1} "
@@ -92,13 +97,22 @@ class OnnxExporter(Exporter, format="onnx"):
         four_bit_gather = options.opset >= INT4_GATHER_OPSET
         matrix = ("int8", "int4", "fp32")
         Unsupported.check(quant, "onnx", {"embeddings": ("int8", "fp32") + (("int4",) if four_bit_gather else ()),
-                                          "output": matrix, "attention": matrix, "ffn": matrix})
+                                          "output": matrix, "attention": matrix, "ffn": matrix,
+                                          "attention_v": matrix, "ffn_down": matrix})
         # int4: the token table and the LM head stay in 8-bit blocks (as Q4_K_M keeps them in Q6_K): they carry
-        # most of the error, and a tied table is then stored once, read by both (smaller than two 4-bit copies)
-        classes = {"embeddings": "int8", "output": "int8", "attention": p, "ffn": p}
+        # most of the error, and a tied table is then stored once, read by both (smaller than two 4-bit copies);
+        # so do the value and down projections, the 4-bit matrices that move a model's output most (measured on
+        # SmolLM2-135M: either alone in 4 bits costs 5-10x the KL of q, k, o, gate)
+        edge = "int8" if p == "int4" else p
+        classes = {"embeddings": edge, "output": edge, "attention": p, "ffn": p, "attention_v": edge, "ffn_down": edge}
+        for sub, parent in SUBCLASSES.items():           # a class given on its own covers its subclass too
+            if parent in quant.classes and sub not in quant.classes:
+                classes[sub] = quant.classes[parent]
         if quant.classes.get("embeddings") == "int4" and not four_bit_gather:
             raise TargetError(f"4-bit embeddings need ONNX opset {INT4_GATHER_OPSET} or later; got {options.opset}")
-        return replace(quant, method=quant.method or "rtn", group_size=size, activations="int8-blocks",
+        # data-aware by default: GPTQ for the 4-bit matrices (8-bit blocks are round-to-nearest)
+        method = quant.method or ("gptq" if p == "int4" and not options.data_free else "rtn")
+        return replace(quant, method=method, group_size=size, activations="int8-blocks",
                        classes={**classes, **quant.classes})
 
     @staticmethod
@@ -114,7 +128,13 @@ class OnnxExporter(Exporter, format="onnx"):
                                                **(info or {})}
             return model, info
         if quant.activations == "int8-blocks":
-            return passes.weight_blocks(model, quant)
+            model, info = passes.weight_blocks(model, quant)
+            if quant.method == "gptq":          # ONNX Runtime's blocks, then GPTQ's codes written into the 4-bit ones
+                from .gptq import apply_gptq
+
+                info["gptq"] = apply_gptq(model, source, options.calibration, quant.group_size, symmetric=False)
+                info["symmetric"] = False                # zero points per block: GPTQ's 4-bit layers
+            return model, info
         if quant.activations == "int8-static":
             from .onnx_encoder import TextCalibration, static_int8_exclusions
 

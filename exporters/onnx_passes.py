@@ -245,7 +245,7 @@ def weight_blocks(model, quant: QuantConfig) -> tuple[object, dict]:
     matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     by_bits: dict[int, list[str]] = {}
     for name in matmuls:
-        bits = bits_of(quant.precision_of(tensor_class(name)))
+        bits = bits_of(quant.precision_of(tensor_class(name, fine=True)))
         if bits != 32:
             by_bits.setdefault(bits, []).append(name)
     for bits, names in sorted(by_bits.items()):

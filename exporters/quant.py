@@ -8,6 +8,8 @@ to a whole class of tensors:
     output       the LM head, a classifier or pooler head
     attention    query / key / value / output projections
     ffn          the feed-forward matrices (gate, up, down; BERT's intermediate and output dense)
+    attention_v  within attention, the value projection (decoders)
+    ffn_down     within ffn, the down projection (decoders)
 
 Precisions are the generic "fp32", "fp16", "int8", "int6", "int4" (or, for GGUF, a ggml type such as
 "Q6_K"). A format honours the per-class precisions its tools can express and refuses the others with a
@@ -20,7 +22,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 from roots_edge.errors import TargetError
 
-TENSOR_CLASSES = ("embeddings", "output", "attention", "ffn")
+# finer classes inside attention / ffn: the matrices llama.cpp's Q4_K_M gives more bits (its attn_v and
+# ffn_down rule); a format that has no use for them treats them as their parent class
+SUBCLASSES = {"attention_v": "attention", "ffn_down": "ffn"}
+TENSOR_CLASSES = ("embeddings", "output", "attention", "ffn", *SUBCLASSES)
 
 # Tensor names across the three formats' naming schemes (torch module paths in ONNX / OpenVINO node
 # names, llama.cpp's GGUF names), checked in this order: BERT's attention output dense before its FFN one.
@@ -32,10 +37,18 @@ _CLASS_PATTERNS = (
 )
 
 
-def tensor_class(name: str) -> str | None:
-    """The class of a weight from its name in any of the formats' naming schemes; None when unknown."""
+_SUBCLASS_PATTERNS = (("attention_v", re.compile(r"v_proj|attn_v\.")), ("ffn_down", re.compile(r"down_proj|ffn_down")))
+
+
+def tensor_class(name: str, fine: bool = False) -> str | None:
+    """The class of a weight from its name in any of the formats' naming schemes; None when unknown.
+    `fine`: "attention_v" / "ffn_down" for the decoder matrices of those subclasses."""
     for cls, pattern in _CLASS_PATTERNS:
         if pattern.search(name):
+            if fine:
+                for sub, sub_pattern in _SUBCLASS_PATTERNS:
+                    if SUBCLASSES[sub] == cls and sub_pattern.search(name):
+                        return sub
             return cls
     return None
 
@@ -68,8 +81,14 @@ class QuantConfig:
             raise TargetError(f"ratio {self.ratio} is outside (0, 1]: it is the share of weights kept in 4 bits")
 
     def precision_of(self, cls: str | None) -> str:
-        """The precision of a tensor of class `cls` (None: unclassified, the target's own)."""
-        return self.classes.get(cls, self.precision) if cls else self.precision
+        """The precision of a tensor of class `cls` (None: unclassified, the target's own); a subclass without
+        its own precision takes its parent's."""
+        if not cls:
+            return self.precision
+        if cls in self.classes:
+            return self.classes[cls]
+        parent = SUBCLASSES.get(cls)
+        return self.classes.get(parent, self.precision) if parent else self.precision
 
     def methods(self) -> set[str]:
         return set((self.method or "").split("+")) - {""}

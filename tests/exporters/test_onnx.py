@@ -145,9 +145,10 @@ def test_int4_uses_matmulnbits_with_the_block_size(llama, llama_onnx):
     nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
     assert len(nbits) == 7 * llama.spec.num_layers + 1
     attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nbits]
-    # the LM head (and the tied table it shares with the lookup) in 8 bits, every other matrix in 4
+    # the LM head (and the tied table it shares with the lookup), v and down projections in 8 bits, the rest in 4
+    layers = llama.spec.num_layers
     assert sorted((a["bits"], a["block_size"], a["accuracy_level"]) for a in attrs) == \
-        [(4, GROUP, 4)] * 7 * llama.spec.num_layers + [(8, GROUP, 4)]
+        [(4, GROUP, 4)] * 5 * layers + [(8, GROUP, 4)] * (2 * layers + 1)
     gathers = [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
     assert len(gathers) == 1 and manifest["quantization"]["embeddings"] == "GatherBlockQuantized, 8 bits"
     assert manifest["quantization"]["block_size"] == GROUP and manifest["opset"] == 21
