@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from .imatrix import calibration_chunks
+from .imatrix import input_statistics
 
 PERCDAMP = 0.01   # dampening: 1% of the mean diagonal of H, the paper's default
 SHARED_INPUT = re.compile(r"\.(q_proj|k_proj|v_proj)$|\.(gate_proj|up_proj)$")
@@ -31,41 +31,14 @@ def _input_key(module_name: str) -> str:
     return module_name[:m.start()] + (".qkv" if m.group(1) else ".gate_up")
 
 
-def hessians(source, texts: list[str], module_names: set[str], progress=None) -> tuple[dict, int]:
+def hessians(source, texts: list[str], module_names: set[str]) -> tuple[dict, int]:
     """({module name: H = XᵀX / tokens (float64, in x in)}, tokens) for the named `nn.Linear` modules."""
-    import torch
-
-    model, spec = source.model, source.spec
-    chunks, _ = calibration_chunks(source.tokenizer, spec, texts)
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    handles = []
-
-    def hook(key):
-        def collect(_module, inputs, _output):
-            if key in seen:          # q, k, v (gate, up) read one tensor: add it once per forward
-                return
-            seen.add(key)
-            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
-            sums[key] = sums.get(key, 0) + x.T @ x
-            counts[key] = counts.get(key, 0) + x.shape[0]
-        return collect
-
-    modules = dict(model.named_modules())
+    modules = dict(source.model.named_modules())
+    groups: dict[str, list] = {}
     for name in module_names:
-        handles.append(modules[name].register_forward_hook(hook(_input_key(name))))
-    try:
-        with torch.inference_mode():
-            for i, chunk in enumerate(chunks):
-                seen: set[str] = set()
-                model(input_ids=torch.tensor([chunk]), use_cache=False)
-                if progress:
-                    progress(i + 1, len(chunks))
-    finally:
-        for h in handles:
-            h.remove()
-    tokens = sum(len(c) for c in chunks)
-    return {name: sums[_input_key(name)] / counts[_input_key(name)] for name in module_names}, tokens
+        groups.setdefault(_input_key(name), []).append(modules[name])
+    means, _, tokens = input_statistics(source, texts, groups, lambda x: x.T @ x)
+    return {name: means[_input_key(name)] for name in module_names}, tokens
 
 
 def gptq_blocks(weight, hessian, block: int, symmetric: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -127,7 +100,7 @@ def node_module(node_name: str, module_names: set[str]) -> str | None:
     return max(best, key=len) if best else None
 
 
-def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = True, progress=None) -> dict:
+def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = True) -> dict:
     """Write GPTQ's codes and scales (and, asymmetric, zero points) into every symmetric 4-bit `MatMulNBits`
     of `model` (an ONNX ModelProto that ONNX Runtime's quantizer produced from `source.model`); returns what
     was done."""
@@ -151,7 +124,7 @@ def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = Tr
         return {"matrices": 0}
     hs, tokens = hessians(source, texts, {m for _, m in jobs})
     modules = dict(source.model.named_modules())
-    for i, (node, module) in enumerate(jobs):
+    for node, module in jobs:
         packed, scales, zeros = gptq_blocks(modules[module].weight, hs[module], block, symmetric)
         for name, array in ((node.input[1], packed), (node.input[2], scales)):
             old = inits[name]
@@ -162,6 +135,4 @@ def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = Tr
             name = f"{node.input[1]}_zero_points"
             model.graph.initializer.append(numpy_helper.from_array(zeros, name))
             node.input.append(name)
-        if progress:
-            progress(i + 1, len(jobs))
     return {"matrices": len(jobs), "calibration_tokens": tokens, "percdamp": PERCDAMP, "symmetric": symmetric}

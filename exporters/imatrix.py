@@ -60,40 +60,54 @@ def calibration_chunks(tokenizer, spec, texts: list[str]) -> tuple[list[list[int
     return [c for c in chunks if len(c) >= min(size, MIN_TOKENS // 2)] or chunks[:1], used
 
 
-def importance_matrix(source, texts: list[str], tensor_name, progress=None) -> Importance:
-    """Run `source.model` over the calibration chunks and collect, per linear layer, the mean squared input
-    activation per channel. `tensor_name(hf_weight_name)` gives the GGUF name (the exporter's mapper)."""
+def input_statistics(source, texts: list[str], modules: dict[str, object], reduce) -> tuple[dict, int, int]:
+    """Run `source.model` over the calibration chunks with a hook on each of `modules` ({key: nn.Linear}; one
+    key may name several modules that read the same tensor, which is then counted once per forward) and
+    average `reduce(x)` over the (tokens, in) activations entering it. Returns ({key: mean}, texts, tokens)."""
+    import torch
+
+    chunks, used = calibration_chunks(source.tokenizer, source.spec, texts)
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    seen: set[str] = set()
+
+    def hook(key):
+        def collect(_module, inputs, _output):
+            if key in seen:
+                return
+            seen.add(key)
+            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
+            sums[key] = sums.get(key, 0) + reduce(x)
+            counts[key] = counts.get(key, 0) + x.shape[0]
+        return collect
+
+    handles = [module.register_forward_hook(hook(key)) for key, group in modules.items()
+               for module in (group if isinstance(group, list) else [group])]
+    try:
+        with torch.inference_mode():
+            for chunk in chunks:
+                seen.clear()
+                source.model(input_ids=torch.tensor([chunk]), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return {key: sums[key] / counts[key] for key in sums}, used, sum(len(c) for c in chunks)
+
+
+def importance_matrix(source, texts: list[str], tensor_name) -> Importance:
+    """Per linear layer, the mean squared input activation per channel over the calibration chunks.
+    `tensor_name(hf_weight_name)` gives the GGUF name (the exporter's mapper)."""
     import torch
 
     model, spec = source.model, source.spec
-    chunks, used = calibration_chunks(source.tokenizer, spec, texts)
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    handles = []
     head = model.get_output_embeddings()
-
-    def hook(name):
-        def collect(_module, inputs, _output):
-            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
-            sums[name] = sums.get(name, 0) + (x * x).sum(0)
-            counts[name] = counts.get(name, 0) + x.shape[0]
-        return collect
-
+    modules = {}
     for module_name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
             if module is head:
                 name = "token_embd.weight" if spec.tie_embeddings else "output.weight"
             else:
                 name = tensor_name(f"{module_name}.weight")
-            handles.append(module.register_forward_hook(hook(name)))
-    try:
-        with torch.inference_mode():
-            for i, chunk in enumerate(chunks):
-                model(input_ids=torch.tensor([chunk]), use_cache=False)
-                if progress:
-                    progress(i + 1, len(chunks))
-    finally:
-        for h in handles:
-            h.remove()
-    values = {name: (sums[name] / counts[name]).float().numpy() for name in sums}
-    return Importance(values, used, sum(len(c) for c in chunks))
+            modules[name] = module
+    means, used, tokens = input_statistics(source, texts, modules, lambda x: (x * x).sum(0))
+    return Importance({name: v.float().numpy() for name, v in means.items()}, used, tokens)
