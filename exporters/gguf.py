@@ -15,6 +15,7 @@ from roots_edge.errors import TargetError
 from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
 from .base import FLOAT32, HALF, INT2, INT3, INT4, INT6_5, INT8, Exporter, ExportOptions, Source, Target
+from .gguf_quant import NEEDS_IMPORTANCE
 from .quant import QuantConfig, Unsupported
 
 if TYPE_CHECKING:
@@ -22,11 +23,12 @@ if TYPE_CHECKING:
 
 DECODERS, BOTH = DECODER_FAMILIES, DECODER_FAMILIES + ENCODER_FAMILIES
 
-# llama.cpp type name -> drift bounds. Types that need an importance matrix (IQ2_*, IQ3_*, IQ1_*) are left out.
+# llama.cpp type name -> drift bounds (IQ1_* left out: unusable on models of this size even with an importance matrix)
 QUANT_TYPES = {
     "Q8_0": INT8, "Q6_K": INT6_5, "Q5_K_M": INT6_5, "Q5_K_S": INT6_5, "Q5_0": INT6_5, "Q5_1": INT6_5,
     "Q4_K_M": INT4, "Q4_K_S": INT4, "Q4_0": INT4, "Q4_1": INT4, "IQ4_NL": INT4, "IQ4_XS": INT4,
-    "Q3_K_L": INT3, "Q3_K_M": INT3, "Q3_K_S": INT3, "Q2_K": INT2,
+    "Q3_K_L": INT3, "Q3_K_M": INT3, "Q3_K_S": INT3, "IQ3_M": INT3, "IQ3_S": INT3, "IQ3_XS": INT3, "IQ3_XXS": INT3,
+    "Q2_K": INT2, "IQ2_M": INT2, "IQ2_S": INT2, "IQ2_XS": INT2, "IQ2_XXS": INT2,
 }
 ALIASES = {"Q8_0": ("gguf-q8",), "Q4_K_M": ("gguf-q4",)}
 FLOATS = ("f32", "f16", "bf16")
@@ -87,6 +89,9 @@ class GgufExporter(Exporter, format="gguf"):
             return quant.with_(method="none")
         if quant.method == "imatrix" and options.data_free:
             raise TargetError("--method imatrix measures the calibration text; it cannot run with --no-calibration")
+        if quant.precision in NEEDS_IMPORTANCE and (options.data_free or quant.method == "rtn"):
+            raise TargetError(f"llama.cpp builds gguf-{quant.precision} only with an importance matrix; drop "
+                              "--no-calibration / --method rtn, or choose a type that rounds without one (Q3_K_M, Q2_K)")
         # an importance matrix weights every type's rounding but Q8_0's (its kernel takes none)
         aware = quant.precision != "Q8_0" and spec.is_decoder and not options.data_free
         method = quant.method or ("imatrix" if aware else "rtn")
@@ -118,12 +123,18 @@ class GgufExporter(Exporter, format="gguf"):
                 check_rows(row_lengths(written.shapes), qt, options.allow_drift)
                 # llama.cpp's quantizer picks each tensor's type (Q4_K_M's Q6_K rows, fallbacks) and rounds it;
                 # with an importance matrix its kernels round the same tensors again, weighted by it
-                quantize(tmp, path, qt, options.threads, token_embedding=_edge(target.quant, "embeddings"),
-                         output=_edge(target.quant, "output"))
-                if target.quant.method == "imatrix":
-                    importance = self.importance(source, options.calibration)
-                    weighted = requantize(tmp, path, importance.values)
-                    extra["importance"] = {**importance.describe(), "tensors_weighted": weighted}
+                edges = {"token_embedding": _edge(target.quant, "embeddings"), "output": _edge(target.quant, "output")}
+                importance = self.importance(source, options.calibration) if target.quant.method == "imatrix" \
+                    else None
+                if qt.name in NEEDS_IMPORTANCE:       # llama.cpp's own quantizer, mixture and rounding, given it
+                    quantize(tmp, path, qt, options.threads, **edges, importance=importance.values)
+                    extra["importance"] = {**importance.describe(), "applied_by": "llama_model_quantize"}
+                else:
+                    quantize(tmp, path, qt, options.threads, **edges)
+                    if importance is not None:
+                        weighted = requantize(tmp, path, importance.values)
+                        extra["importance"] = {**importance.describe(), "tensors_weighted": weighted,
+                                               "applied_by": "ggml_quantize_chunk"}
             finally:
                 tmp.unlink(missing_ok=True)
         return {"gguf_file": path.name, **tensor_report(path, qt), **extra, "weight_bytes": path.stat().st_size}

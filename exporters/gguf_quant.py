@@ -46,11 +46,19 @@ class QuantType:
         return getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{self.name}")
 
 
+I_QUANTS = frozenset({"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_XS", "IQ4_NL"})
+# file types whose mixture llama.cpp only builds with an importance matrix (it refuses them without one)
+NEEDS_IMPORTANCE = frozenset({"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS"})
+
+
 def quant_type(name: str) -> QuantType:
     base = {"Q5_K_M": "Q5_K", "Q5_K_S": "Q5_K", "Q4_K_M": "Q4_K", "Q4_K_S": "Q4_K",
-            "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K"}.get(name, name)
+            "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K", "IQ3_M": "IQ3_S", "IQ3_XS": "IQ3_XXS",
+            "IQ2_M": "IQ2_S"}.get(name, name)
     if base in K_QUANTS:
         mixture = K_QUANTS
+    elif base.startswith(("IQ2", "IQ3")):
+        mixture = K_QUANTS | I_QUANTS                # 2-3 bit i-quants lean on K-quants for V, output, ...
     elif base.startswith("IQ4"):
         mixture = frozenset({base, "Q5_K", "Q6_K"})   # IQ4_*: V / early FFN-down in Q5_K, output in Q6_K
     elif base == "Q8_0":
@@ -89,9 +97,10 @@ def check_rows(rows: dict[str, int], qt: QuantType, allow_drift: bool) -> None:
 
 
 def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None, *, token_embedding: int | None = None,
-             output: int | None = None) -> None:
+             output: int | None = None, importance: dict[str, np.ndarray] | None = None) -> None:
     """Run `llama_model_quantize(src -> dst)` for file type `qt` (and, when given, ggml types for the token
-    embedding and the output tensor); its log is kept for the error message."""
+    embedding and the output tensor, and an importance matrix {tensor: per-channel weights} through the C
+    API's `llama_model_imatrix_data` list); its log is kept for the error message."""
     import ctypes
 
     import llama_cpp
@@ -103,6 +112,13 @@ def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None, *,
         params.token_embedding_type = token_embedding
     if output is not None:
         params.output_tensor_type = output
+    if importance:
+        kept = {name.encode(): np.ascontiguousarray(v, dtype=np.float32) for name, v in importance.items()}
+        entries = (llama_cpp.llama_model_imatrix_data * (len(kept) + 1))()   # ends with a null name
+        for entry, (name, values) in zip(entries, kept.items()):
+            entry.name, entry.size = name, values.size
+            entry.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        params.imatrix = entries
     with captured_stderr() as log:
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not dst.is_file():

@@ -81,13 +81,20 @@ def input_statistics(source, texts: list[str], modules: dict[str, object], reduc
             counts[key] = counts.get(key, 0) + x.shape[0]
         return collect
 
+    # the LM head's input is the body's last hidden state: run the body alone and hand that over, rather
+    # than multiply it by a vocabulary of up to 262k rows for logits nobody reads
+    head = source.model.get_output_embeddings()
+    head_keys = [key for key, group in modules.items() if head in (group if isinstance(group, list) else [group])]
     handles = [module.register_forward_hook(hook(key)) for key, group in modules.items()
-               for module in (group if isinstance(group, list) else [group])]
+               for module in (group if isinstance(group, list) else [group]) if module is not head]
+    body = source.model.get_decoder()
     try:
         with torch.inference_mode():
             for chunk in chunks:
                 seen.clear()
-                source.model(input_ids=torch.tensor([chunk]), use_cache=False)
+                hidden = body(input_ids=torch.tensor([chunk]), use_cache=False).last_hidden_state
+                for key in head_keys:
+                    hook(key)(head, (hidden,), None)
     finally:
         for h in handles:
             h.remove()

@@ -107,3 +107,27 @@ def test_bad_calibration_and_methods_are_refused(tiny_llama256, tmp_path):
     with pytest.raises(TargetError, match="gguf quant types take imatrix"):
         configure("gguf-q4", spec=src.spec, method="awq")
     assert configure("gguf-q8", spec=src.spec)[0].quant.method is None                # resolved at export: rtn
+
+
+@pytest.mark.parametrize("name", ("Q4_K_M", "IQ4_XS", "Q3_K_M"))
+def test_with_importance_the_writer_matches_llama_cpp_given_the_same_matrix(f32, tmp_path, name):
+    """llama.cpp's C API also takes an importance matrix (`llama_model_imatrix_data`): our PyTorch measurement
+    handed to `ggml_quantize_chunk` gives exactly what llama.cpp's quantizer writes with it."""
+    from roots_edge.exporters.gguf import GgufExporter
+
+    src, path = f32
+    values = GgufExporter.importance(src, [t for t in src.heldout if t.strip()][:24]).values
+    ours, theirs = tmp_path / "ours.gguf", tmp_path / "theirs.gguf"
+    quantize(path, ours, quant_type(name))
+    requantize(path, ours, values)
+    quantize(path, theirs, quant_type(name), importance=values)
+    assert tensors(ours) == tensors(theirs)
+
+
+def test_types_that_need_an_importance_matrix(tiny_llama256, texts_jsonl, tmp_path):
+    src = load_source(tiny_llama256, calibration=texts_jsonl)
+    m = export(src, "gguf-IQ2_M", tmp_path / "iq2", log=lambda *_: None)
+    assert m["quant"]["method"] == "imatrix" and m["importance"]["applied_by"] == "llama_model_quantize"
+    assert {"IQ2_S"} <= set(m["tensor_types"]) and m["verification"]["passed"]
+    with pytest.raises(TargetError, match="only with an importance matrix"):
+        configure("gguf-IQ3_XXS", spec=src.spec, data_free=True)

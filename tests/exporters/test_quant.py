@@ -197,3 +197,21 @@ def test_onnx_int4_gptq_writes_onnx_runtime_s_grid_and_drifts_less(tiny_llama, t
     with pytest.raises(TargetError, match="gptq measures the calibration text"):
         configure("onnx-int4", spec=src.spec, method="gptq", data_free=True)
     assert configure("onnx-int4", spec=src.spec, data_free=True)[0].quant.method is None
+
+
+def test_no_calibration_picks_each_format_s_data_free_rounding(tiny_llama):
+    from roots_edge.exporters.base import ExportOptions, exporter_for
+    from roots_edge.model import LanguageModel
+
+    spec = LanguageModel.from_pretrained(tiny_llama).spec
+    expected = {"gguf-q4": ("imatrix", "rtn"), "onnx-int4": ("gptq", "rtn"),
+                "openvino-int4": ("awq+scale-estimation", "rtn"), "gguf-q8": ("rtn", "rtn")}
+    for name, (aware, free) in expected.items():
+        got = []
+        for data_free in (False, True):
+            target, options = configure(name, spec=spec, data_free=data_free)
+            got.append(exporter_for(target).resolve(target.quant, spec, options).method)
+        assert tuple(got) == (aware, free), name
+    with pytest.raises(TargetError, match="awq measures the calibration text"):
+        configure("openvino-int4", spec=spec, method="awq", data_free=True)
+    assert ExportOptions().data_free is False
