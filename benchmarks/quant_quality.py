@@ -11,7 +11,7 @@ verification text is the standard library's docstrings). Each target is exported
 Methods compared per format:
     gguf       rtn (llama.cpp's quantizer as is)        vs  imatrix (importance matrix from PyTorch activations)
     openvino   rtn (NNCF data-free)                     vs  awq+scale-estimation (NNCF, on calibration text)
-    onnx       rtn (MatMulNBits round-to-nearest)       vs  hqq (data-free too: ONNX has no data-aware method here)
+    onnx       rtn (MatMulNBits round-to-nearest)       vs  gptq (PyTorch GPTQ written into MatMulNBits blocks)
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-TARGETS = ("gguf-q4", "gguf-Q4_0", "gguf-IQ4_XS", "gguf-Q3_K_M", "onnx-int4", "openvino-int4")
-METHODS = {"gguf": ("rtn", "imatrix"), "openvino": ("rtn", "awq+scale-estimation"), "onnx": ("rtn", "hqq")}
+TARGETS = ("gguf-q4", "gguf-Q4_0", "gguf-IQ4_XS", "gguf-Q3_K_M", "gguf-Q2_K", "onnx-int4", "openvino-int4")
+METHODS = {"gguf": ("rtn", "imatrix"), "openvino": ("rtn", "awq+scale-estimation"), "onnx": ("rtn", "gptq")}
 
 
 def model_folder(name: str) -> Path | None:

@@ -69,7 +69,8 @@ class QuantConfig:
     #                                 None: the format's default for the model's family (recorded once applied)
     group_size: int | None = None   # block / group size along the input axis; None: the format's default
     activations: str = "float"      # "float", "int8-dynamic", "int8-static" (calibrated), "int8-blocks" (kernel)
-    ratio: float = 1.0              # NNCF int4: share of the eligible weights in 4 bits (the rest int8)
+    ratio: float | None = None      # NNCF int4: share of the eligible weights in 4 bits (the rest int8);
+    #                                 None: the format's default (OpenVINO decoders: 0.6)
     classes: dict[str, str] = field(default_factory=dict, hash=False)  # tensor class -> precision (overrides)
 
     def __post_init__(self):
@@ -77,7 +78,7 @@ class QuantConfig:
         if unknown:
             raise TargetError(f"unknown tensor class(es) {sorted(unknown)}; the classes are "
                               f"{', '.join(TENSOR_CLASSES)}")
-        if not 0.0 < self.ratio <= 1.0:
+        if self.ratio is not None and not 0.0 < self.ratio <= 1.0:
             raise TargetError(f"ratio {self.ratio} is outside (0, 1]: it is the share of weights kept in 4 bits")
 
     def precision_of(self, cls: str | None) -> str:
@@ -113,7 +114,7 @@ class Unsupported:
             raise TargetError(f"{fmt}-{quant.precision} rounds weights by {' or '.join(allowed)}; "
                               f"method {quant.method!r} is not one of them (gguf quant types take imatrix; onnx-int4 "
                               "takes hqq; openvino-int4 takes awq, scale-estimation, gptq)")
-        if quant.ratio != 1.0:
+        if quant.ratio not in (None, 1.0):
             raise TargetError(f"{fmt}-{quant.precision} has no ratio setting (openvino-int4 does); got {quant.ratio}")
 
     @staticmethod

@@ -61,7 +61,8 @@ def test_decoder_sizes_follow_precision(llama, llama_ir):
     bits = {p: m["bits_per_weight"] for p, (_, m) in llama_ir.items()}
     assert 31.9 < bits["fp32"] < 32.2 and 15.9 < bits["fp16"] < 16.2
     assert 8.0 < bits["int8"] < 9.0            # u8 weights + per-channel f16 scales and zero points
-    assert bits["int4"] < 6.5                  # the tied embedding stays 8-bit (NNCF's backup precision)
+    # the tied embedding stays 8-bit (NNCF's backup precision), and 40% of the matrices (ratio 0.6)
+    assert bits["int4"] < 7.0 and bits["int4"] < bits["int8"] - 1
     n_params = sum(p.numel() for p in llama.model.parameters())
     for folder, m in llama_ir.values():  # bits per weight count the IR's .bin only, not the tokenizer files
         assert m["bits_per_weight"] == round(8 * (folder / "openvino_model.bin").stat().st_size / n_params, 3)
@@ -71,7 +72,7 @@ def test_int4_weights_are_really_4bit_in_groups(llama, llama_ir):
     folder, manifest = llama_ir["int4"]
     c = manifest["compression"]
     assert (c["mode"], c["group_size"], c["ratio"], c["awq"], c["scale_estimation"]) == \
-        ("INT4_ASYM", GROUP, 1.0, True, True)
+        ("INT4_ASYM", GROUP, 0.6, True, True)
     assert c["calibration_items"] == 24        # 40 texts minus 16 kept for verification
     spec = llama.spec
     linear = spec.num_layers * (spec.hidden_size * (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim
@@ -79,7 +80,9 @@ def test_int4_weights_are_really_4bit_in_groups(llama, llama_ir):
                                 + 3 * spec.hidden_size * spec.intermediate_size)
     weights = [op for op in _constants(folder / "openvino_model.xml")
                if op.get_output_element_type(0).get_type_name() == "u4" and op.get_output_shape(0)[-1] == GROUP]
-    assert sum(int(np.prod(op.get_output_shape(0))) for op in weights) == linear  # every block linear in u4
+    u4 = sum(int(np.prod(op.get_output_shape(0))) for op in weights)
+    assert 0.5 * linear < u4 <= 0.6 * linear        # ratio 0.6: NNCF keeps the most sensitive matrices in u8
+    assert manifest["weight_elements"]["u8"] >= spec.vocab_size * spec.hidden_size + (linear - u4)
     assert all(len(op.get_output_shape(0)) == 3 for op in weights)             # (out, in / group, group)
     assert manifest["weight_elements"]["u8"] >= spec.vocab_size * spec.hidden_size  # tied embedding, 8-bit
 
