@@ -91,7 +91,8 @@ class GgufExporter(Exporter, format="gguf"):
             raise TargetError("--method imatrix measures the calibration text; it cannot run with --no-calibration")
         if quant.precision in NEEDS_IMPORTANCE and (options.data_free or quant.method == "rtn"):
             raise TargetError(f"llama.cpp builds gguf-{quant.precision} only with an importance matrix; drop "
-                              "--no-calibration / --method rtn, or choose a type that rounds without one (Q3_K_M, Q2_K)")
+                              "--no-calibration / --method rtn, or choose a type that rounds without one "
+                              "(Q3_K_M, Q2_K)")
         # an importance matrix weights every type's rounding but Q8_0's (its kernel takes none)
         aware = quant.precision != "Q8_0" and spec.is_decoder and not options.data_free
         method = quant.method or ("imatrix" if aware else "rtn")

@@ -52,9 +52,10 @@ NEEDS_IMPORTANCE = frozenset({"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", 
 
 
 def quant_type(name: str) -> QuantType:
+    # the ggml type most matrices get (llama-quant.cpp's default type per file type)
     base = {"Q5_K_M": "Q5_K", "Q5_K_S": "Q5_K", "Q4_K_M": "Q4_K", "Q4_K_S": "Q4_K",
-            "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K", "IQ3_M": "IQ3_S", "IQ3_XS": "IQ3_XXS",
-            "IQ2_M": "IQ2_S"}.get(name, name)
+            "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K",
+            "IQ3_M": "IQ3_S", "IQ3_XS": "IQ3_S", "IQ2_S": "IQ2_XS", "IQ2_M": "IQ2_S"}.get(name, name)
     if base in K_QUANTS:
         mixture = K_QUANTS
     elif base.startswith(("IQ2", "IQ3")):

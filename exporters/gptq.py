@@ -14,6 +14,7 @@ the column order, lazy block updates and the Cholesky form of the inverse Hessia
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 
@@ -41,7 +42,8 @@ def hessians(source, texts: list[str], module_names: set[str]) -> tuple[dict, in
     return {name: means[_input_key(name)] for name in module_names}, tokens
 
 
-def gptq_blocks(weight, hessian, block: int, symmetric: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def gptq_blocks(weight, hessian, block: int,
+                symmetric: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """GPTQ of one (out, in) matrix onto 4-bit blocks of `block` input channels, in `MatMulNBits` layout:
     (packed codes (out, in // block, block // 2) uint8, scales (out, in // block) float32, packed zero points
     (out, ceil(in // block / 2)) uint8 or None when symmetric). Symmetric: scale = the block's largest-magnitude
@@ -118,13 +120,15 @@ def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = Tr
         if attrs["bits"] != 4 or attrs["block_size"] != block or (len(node.input) > 3 and node.input[3]):
             continue                                            # 8-bit, another block, or asymmetric (HQQ)
         module = node_module(node.name, linears)
-        if module is not None:
+        if module is not None and attrs["K"] % block == 0:    # a padded last block keeps ONNX Runtime's rounding
             jobs.append((node, module))
     if not jobs:
         return {"matrices": 0}
     hs, tokens = hessians(source, texts, {m for _, m in jobs})
     modules = dict(source.model.named_modules())
-    for node, module in jobs:
+    from tqdm.auto import tqdm
+
+    for node, module in tqdm(jobs, desc="GPTQ", unit="matrix", leave=False, disable=not sys.stderr.isatty()):
         packed, scales, zeros = gptq_blocks(modules[module].weight, hs[module], block, symmetric)
         for name, array in ((node.input[1], packed), (node.input[2], scales)):
             old = inits[name]

@@ -11,6 +11,7 @@ position of the context sees real text. A calibration set needs at least `MIN_TO
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,9 +89,12 @@ def input_statistics(source, texts: list[str], modules: dict[str, object], reduc
     handles = [module.register_forward_hook(hook(key)) for key, group in modules.items()
                for module in (group if isinstance(group, list) else [group]) if module is not head]
     body = source.model.get_decoder()
+    from tqdm.auto import tqdm
+
     try:
         with torch.inference_mode():
-            for chunk in chunks:
+            # on stderr, and only where someone watches: a 135M model takes about a minute here
+            for chunk in tqdm(chunks, desc="calibration", unit="chunk", leave=False, disable=not sys.stderr.isatty()):
                 seen.clear()
                 hidden = body(input_ids=torch.tensor([chunk]), use_cache=False).last_hidden_state
                 for key in head_keys:

@@ -52,7 +52,7 @@ def test_every_readme_command_runs_as_written(workdir):
         assert "Traceback" not in proc.stderr, command
         outputs[command] = proc.stdout
     assert (workdir / "my-model" / "model.safetensors").is_file() and (workdir / "clf" / "config.json").is_file()
-    for artifact in ("out/gguf-q4", "out/onnx-int8", "out/clf-onnx-int8", "out/onnx-int4-mixed"):
+    for artifact in ("out/gguf-q4", "out/onnx-int8", "out/clf-onnx-int8", "out/onnx-int4-smaller"):
         assert (workdir / artifact / "manifest.json").is_file(), artifact
     predicted = next(v for k, v in outputs.items() if k.startswith("roots-edge predict out/"))
     assert predicted.count("positive") + predicted.count("negative") >= 2

@@ -171,14 +171,16 @@ def test_every_quant_type_keeps_its_mixture_on_256_wide_rows(llama_src, tmp_path
     """llama.cpp's quantizer on every target type: with rows that are multiples of 256 nothing falls back,
     so the mixtures the fallback report assumes are the ones this llama.cpp chooses."""
     from roots_edge.exporters.gguf import QUANT_TYPES, write_float
-    from roots_edge.exporters.gguf_quant import quant_type, quantize, tensor_report
+    from roots_edge.exporters.gguf_quant import NEEDS_IMPORTANCE, quant_type, quantize, row_lengths, tensor_report
 
-    src = write_float(llama_src, tmp_path / "src-F32.gguf", "f32").path
+    written = write_float(llama_src, tmp_path / "src-F32.gguf", "f32")
+    src = written.path
+    flat = {name: np.ones(row, np.float32) for name, row in row_lengths(written.shapes).items()}
     sizes = {}
     for name in QUANT_TYPES:
         qt = quant_type(name)
         dst = tmp_path / f"{name}.gguf"
-        quantize(src, dst, qt)
+        quantize(src, dst, qt, importance=flat if name in NEEDS_IMPORTANCE else None)   # llama.cpp needs one there
         report = tensor_report(dst, qt)
         assert report["fallbacks"] == {}, name
         assert qt.base in report["tensor_types"] and report["tensor_types"]["F32"] == 3, (name, report)

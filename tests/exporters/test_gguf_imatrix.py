@@ -74,7 +74,8 @@ def test_importance_lowers_the_weighted_rounding_error_of_every_tensor(f32, tmp_
         for t in GGUFReader(file).tensors:
             if t.name in importance.values:
                 w = dequantize(t.data, t.tensor_type).reshape(ref[t.name].shape)
-                errors.setdefault(t.name, {})[label] = float((((w - ref[t.name]) ** 2) * importance.values[t.name]).sum())
+                weighted = ((w - ref[t.name]) ** 2) * importance.values[t.name]
+                errors.setdefault(t.name, {})[label] = float(weighted.sum())
     assert all(e["aware"] < e["free"] for e in errors.values()), errors
 
 
