@@ -75,7 +75,7 @@ class GgufExporter(Exporter, format="gguf"):
         Target.make("gguf", "f32", BOTH, FLOAT32),
         Target.make("gguf", "f16", BOTH, HALF),
         Target.make("gguf", "bf16", DECODERS, HALF),
-        *(Target.make("gguf", name, BOTH if name == "Q8_0" else DECODERS, bounds, ALIASES.get(name, ()))
+        *(Target.make("gguf", name, BOTH if bounds in (INT8, INT6_5, INT4) else DECODERS, bounds, ALIASES.get(name, ()))
           for name, bounds in QUANT_TYPES.items()),
     )
     packages = ("gguf", "llama_cpp_python")
@@ -104,8 +104,8 @@ class GgufExporter(Exporter, format="gguf"):
         quant = replace(quant, classes={c: p if p in GGML_NAMES else p.upper() for c, p in quant.classes.items()})
         Unsupported.check(quant, "gguf", {"embeddings": EDGE_TYPES, "output": EDGE_TYPES})
         if method == "imatrix" and (quant.precision == "Q8_0" or not spec.is_decoder):
-            raise TargetError("llama.cpp's Q8_0 kernel takes no importance matrix (and BERT GGUF files are Q8_0); "
-                              "--method imatrix applies to the 2- to 6-bit types such as gguf-q4")
+            raise TargetError("--method imatrix applies to decoders' 2- to 6-bit types such as gguf-q4: llama.cpp's "
+                              "Q8_0 kernel takes no importance matrix, and encoders have none measured yet")
         return replace(quant, method=method, group_size=None, activations="float")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:

@@ -129,6 +129,7 @@ def quantize(src: Path, dst: Path, qt: QuantType, threads: int | None = None, *,
 
 
 FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
+KERNEL_NEEDS_IMPORTANCE = frozenset({"IQ2_XXS", "IQ2_XS", "IQ1_S"})   # ggml_quantize_requires_imatrix
 
 
 @functools.cache
@@ -162,6 +163,9 @@ def requantize(f32: Path, path: Path, importance: dict[str, np.ndarray] | None =
         w = np.ascontiguousarray(source[t.name].data, dtype=np.float32)    # (rows, n_per_row)
         n_per_row = w.shape[-1]
         imatrix = None if importance is None else importance.get(t.name)
+        if imatrix is None and t.tensor_type.name in KERNEL_NEEDS_IMPORTANCE:   # ggml would abort the process
+            raise TargetError(f"{t.name} is {t.tensor_type.name}, which llama.cpp's kernel rounds only with an "
+                              "importance matrix, and none was measured for it")
         if imatrix is not None:
             imatrix = np.ascontiguousarray(imatrix, dtype=np.float32)
             if imatrix.shape != (n_per_row,):

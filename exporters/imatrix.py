@@ -19,7 +19,7 @@ import numpy as np
 from roots_edge.errors import DataError
 
 CHUNK = 512          # tokens per forward pass (llama.cpp's imatrix default context)
-MAX_CHUNKS = 64      # 32k tokens: past this, the estimates move by well under a percent (measured on the default)
+MAX_CHUNKS = 64      # at most 32k tokens: bounds the time (about a minute for a 135M model on 2 cores)
 MIN_TOKENS = 256     # below this a channel's mean square rests on too few tokens to rank channels
 
 
@@ -45,14 +45,14 @@ def calibration_chunks(tokenizer, spec, texts: list[str]) -> tuple[list[list[int
     for text in texts:
         if not text.strip():
             continue
-        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + sep
+        stream += tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] + sep   # chunked below
         used += 1
         if len(stream) >= size * MAX_CHUNKS:
             break
     if len(stream) < MIN_TOKENS:
-        raise DataError(f"the calibration text is {len(stream)} tokens long; an importance matrix needs at least "
-                        f"{MIN_TOKENS} (a few paragraphs; {size * 8:,} or more gives stable estimates). Give a "
-                        "longer --calibration FILE, or --no-calibration for data-free rounding.")
+        raise DataError(f"the calibration text is {len(stream)} tokens long; data-aware rounding needs at least "
+                        f"{MIN_TOKENS} (a few paragraphs; it reads up to {size * MAX_CHUNKS:,}). Give a longer "
+                        "--calibration FILE, or --no-calibration for data-free rounding.")
     top = max(stream)
     if top >= spec.vocab_size:
         raise DataError(f"the calibration text tokenizes to id {top}, past the model's vocabulary of "

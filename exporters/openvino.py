@@ -23,13 +23,13 @@ from .quant import QuantConfig, Unsupported
 
 BOTH = DECODER_FAMILIES + ENCODER_FAMILIES
 MODEL_XML = "openvino_model.xml"
-DECODER_RATIO = 0.6   # openvino-int4 decoders: share of the matrices in 4 bits, the rest int8 by sensitivity
+INT4_RATIO = 0.6   # openvino-int4: share of the matrices in 4 bits, the rest int8, chosen by NNCF's sensitivity
 
 
 class OpenVinoExporter(Exporter, format="openvino"):
     targets = Target.many("openvino", fp32=(BOTH, FLOAT32), fp16=(BOTH, HALF), int8=(BOTH, INT8), int4=(BOTH, INT4))
     packages = ("openvino", "nncf", "openvino_tokenizers", "openvino_genai")
-    revision = 2  # 2: int4 decoders keep the most sensitive 40% of the matrices in int8 (ratio 0.6)
+    revision = 2  # 2: int4 keeps the most sensitive 40% of the matrices in int8 (ratio 0.6)
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         import openvino as ov
@@ -106,9 +106,10 @@ class OpenVinoExporter(Exporter, format="openvino"):
         if unknown:
             raise TargetError(f"openvino-int4 methods are rtn, or awq, scale-estimation and gptq joined by '+' "
                               f"(e.g. awq+scale-estimation); got {method!r}")
-        # decoders: NNCF keeps the 40% of the matrices it finds most sensitive in int8 (on SmolLM2-135M: KL 0.19
-        # at ratio 1.0, 0.072 at 0.6, 6.29 bits/w against Q4_K_M's 6.27)
-        ratio = quant.ratio if quant.ratio is not None else (DECODER_RATIO if spec.is_decoder else 1.0)
+        # NNCF keeps the 40% of the matrices it finds most sensitive in int8: on SmolLM2-135M, KL 0.19 at ratio 1.0
+        # and 0.072 at 0.6 (6.29 bits/w against Q4_K_M's 6.27); on all-MiniLM-L6-v2, the smallest embedding
+        # cosine over 120 texts 0.949 at 1.0 and 0.982 at 0.6
+        ratio = quant.ratio if quant.ratio is not None else INT4_RATIO
         return replace(quant, method=method, group_size=group, activations="float", ratio=ratio,
                        classes={"embeddings": edge, "output": edge, "attention": "int4", "ffn": "int4"})
 

@@ -37,7 +37,8 @@ _CLASS_PATTERNS = (
 )
 
 
-_SUBCLASS_PATTERNS = (("attention_v", re.compile(r"v_proj|attn_v\.")), ("ffn_down", re.compile(r"down_proj|ffn_down")))
+_SUBCLASS_PATTERNS = (("attention_v", re.compile(r"v_proj|attn_v\.|[./]value[./]")),
+                      ("ffn_down", re.compile(r"down_proj|ffn_down|(^|[./])output[./]dense")))   # BERT: output.dense
 
 
 def tensor_class(name: str, fine: bool = False) -> str | None:
@@ -70,7 +71,7 @@ class QuantConfig:
     group_size: int | None = None   # block / group size along the input axis; None: the format's default
     activations: str = "float"      # "float", "int8-dynamic", "int8-static" (calibrated), "int8-blocks" (kernel)
     ratio: float | None = None      # NNCF int4: share of the eligible weights in 4 bits (the rest int8);
-    #                                 None: the format's default (OpenVINO decoders: 0.6)
+    #                                 None: the format's default (OpenVINO: 0.6)
     classes: dict[str, str] = field(default_factory=dict, hash=False)  # tensor class -> precision (overrides)
 
     def __post_init__(self):

@@ -36,7 +36,7 @@ def test_unknown_target_lists_valid_ones(tiny_llama, tmp_path):
 
 
 def test_target_that_does_not_fit_the_family(tiny_bert_classifier, tmp_path):
-    r = CliRunner().invoke(main, ["export", str(tiny_bert_classifier), "-t", "gguf-q4", "-o", str(tmp_path / "x")])
+    r = CliRunner().invoke(main, ["export", str(tiny_bert_classifier), "-t", "gguf-Q3_K_M", "-o", str(tmp_path / "x")])
     assert r.exit_code == 1 and "does not export bert" in r.output and "gguf-Q8_0" in r.output
     assert not (tmp_path / "x").exists()
 
