@@ -11,14 +11,53 @@ from .base import check_text as _check_text
 from .generation import generate_ids, stream_text
 from .sampling import GenerationConfig
 
+class _StreamSession:
+    """The backend as one stream sees it. Each step takes the model's lock for itself only, so a paused stream
+    blocks nobody; when another call used the backend since this stream's last step (its KV cache is then
+    someone else's), the stream's own tokens are fed again before the next one."""
+
+    def __init__(self, model: "EdgeModel"):
+        self.model, self.backend, self.fed = model, model.backend, []
+
+    def __getattr__(self, name):            # eos_ids, context_length, max_context, ...
+        return getattr(self.backend, name)
+
+    def reset(self) -> None:
+        with self.model._lock:
+            self.backend.reset()
+            self.fed, self.model._owner = [], self
+
+    def forward(self, ids: np.ndarray) -> np.ndarray:
+        with self.model._lock:
+            if self.model._owner is not self:
+                self.backend.reset()
+                if self.fed:
+                    self.backend.forward(np.asarray(self.fed, dtype=np.int64))
+                self.model._owner = self
+            logits = self.backend.forward(ids)
+            self.fed.extend(int(i) for i in np.asarray(ids).reshape(-1))
+            return logits
+
+    def tokenize(self, text: str) -> list[int]:
+        with self.model._lock:
+            return self.backend.tokenize(text)
+
+    def detokenize(self, ids: list[int]) -> str:
+        with self.model._lock:
+            return self.backend.detokenize(ids)
+
+
 class EdgeModel:
-    """A loaded artifact. Calls are serialized by a per-model lock: safe to share between threads
-    (one call runs at a time; load one model per thread for parallel work)."""
+    """A loaded artifact. Calls are serialized by a per-model lock: safe to share between threads (one call
+    runs at a time; load one model per thread for parallel work). A stream holds the lock only while it
+    computes a piece, never while its caller holds the piece."""
 
     def __init__(self, backend, path: Path):
         self.backend = backend
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._owner = None      # the stream whose tokens the backend's KV cache holds, if any
+
 
     # ------------------------------------------------------------------ text generation
     def generate(self, prompt: str, max_new_tokens: int = 64, *, temperature: float = 0.0, top_k: int = 0,
@@ -53,12 +92,12 @@ class EdgeModel:
         return "".join(self._stream(ids, cfg))
 
     def _stream(self, prompt: str | list[int], cfg: GenerationConfig) -> Iterator[str]:
-        with self._lock:
-            yield from stream_text(self.backend, prompt, cfg)
+        return stream_text(_StreamSession(self), prompt, cfg)
 
     def generate_ids(self, ids: Sequence[int], max_new_tokens: int = 64, **kw) -> list[int]:
         cfg = GenerationConfig(max_new_tokens, **kw)
         with self._lock:
+            self._owner = None
             return list(generate_ids(self.backend, list(map(int, ids)), cfg))
 
     # ------------------------------------------------------------------ encoders and raw access
@@ -86,13 +125,19 @@ class EdgeModel:
         """(T, V) logits of a full prefill."""
         ids = self.tokenize(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
         with self._lock:
+            self._owner = None
             return np.asarray(self.backend.logits(np.asarray([ids], dtype=np.int64)), dtype=np.float32)
 
+    # under the lock too: encoders' batch encoding switches truncation on the one shared tokenizer
     def tokenize(self, text: str) -> list[int]:
-        return self.backend.tokenize(_check_text(text))
+        text = _check_text(text)
+        with self._lock:
+            return self.backend.tokenize(text)
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return self.backend.detokenize(list(map(int, ids)))
+        ids = list(map(int, ids))
+        with self._lock:
+            return self.backend.detokenize(ids)
 
     def info(self) -> dict:
         return {"path": str(self.path), **self.backend.info()}
