@@ -15,7 +15,6 @@ from roots_edge.errors import TargetError
 from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
 from .base import FLOAT32, HALF, INT2, INT3, INT4, INT6_5, INT8, Exporter, ExportOptions, Source, Target
-from .gguf_quant import NEEDS_IMPORTANCE
 from .quant import QuantConfig, Unsupported
 
 if TYPE_CHECKING:
@@ -31,6 +30,8 @@ QUANT_TYPES = {
     "Q2_K": INT2, "IQ2_M": INT2, "IQ2_S": INT2, "IQ2_XS": INT2, "IQ2_XXS": INT2,
 }
 ALIASES = {"Q8_0": ("gguf-q8",), "Q4_K_M": ("gguf-q4",)}
+# file types whose mixture llama.cpp only builds with an importance matrix (it refuses them without one)
+NEEDS_IMPORTANCE = frozenset({"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS"})
 FLOATS = ("f32", "f16", "bf16")
 
 
@@ -143,8 +144,6 @@ class GgufExporter(Exporter, format="gguf"):
     @staticmethod
     def importance(source: Source, texts: list[str]):
         """The importance matrix of `source` on `texts`, measured once per export run."""
-        import hashlib
-
         from .gguf_write import TensorMapper
         from .imatrix import importance_matrix
 
@@ -154,5 +153,4 @@ class GgufExporter(Exporter, format="gguf"):
             mapper = TensorMapper(gguf.MODEL_ARCH[source.spec.traits.gguf_arch.upper()], source.spec.num_layers)
             return importance_matrix(source, texts, mapper)
 
-        key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
-        return source.cached(("imatrix", key), measure)
+        return source.cached(("imatrix", tuple(texts)), measure)

@@ -47,8 +47,6 @@ class QuantType:
 
 
 I_QUANTS = frozenset({"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_XS", "IQ4_NL"})
-# file types whose mixture llama.cpp only builds with an importance matrix (it refuses them without one)
-NEEDS_IMPORTANCE = frozenset({"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS"})
 
 
 def quant_type(name: str) -> QuantType:

@@ -3,10 +3,10 @@
 Round-to-nearest rounds every weight on its own. GPTQ rounds the input channels of a matrix one after another
 and, after each, moves the error it left onto the channels not yet rounded, in proportion to how the
 calibration activations correlate them (the inverse of H = XᵀX): what the layer outputs on real text is
-kept, not each weight. The grid is exactly ONNX Runtime's symmetric 4-bit block: per output row and block of
-`block` input channels one scale, the block's largest-magnitude value / -8, codes round(w / scale) + 8 in
-0..15, two per byte, low nibble first. The exporter lets ONNX Runtime's quantizer build the graph first (which
-node is 4-bit, 8-bit or float, shared tables) and then writes GPTQ's codes and scales into the 4-bit blocks.
+kept, not each weight. The grid is exactly ONNX Runtime's 4-bit block: per output row and block of `block`
+input channels one scale (and, asymmetric, one zero point; the exporter's choice), codes in 0..15, two per
+byte, low nibble first. The exporter lets ONNX Runtime's quantizer build the graph first (which node is 4-bit,
+8-bit or float, shared tables) and then writes GPTQ's codes, scales and zero points into the 4-bit blocks.
 
 Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers" (2022):
 the column order, lazy block updates and the Cholesky form of the inverse Hessian follow the paper.
@@ -32,14 +32,13 @@ def _input_key(module_name: str) -> str:
     return module_name[:m.start()] + (".qkv" if m.group(1) else ".gate_up")
 
 
-def hessians(source, texts: list[str], module_names: set[str]) -> tuple[dict, int]:
-    """({module name: H = XᵀX / tokens (float64, in x in)}, tokens) for the named `nn.Linear` modules."""
-    modules = dict(source.model.named_modules())
+def hessians(source, texts: list[str], modules: dict[str, object]) -> tuple[dict, int]:
+    """({module name: H = XᵀX / tokens (float64, in x in)}, tokens) for the given {name: `nn.Linear`}."""
     groups: dict[str, list] = {}
-    for name in module_names:
-        groups.setdefault(_input_key(name), []).append(modules[name])
+    for name, module in modules.items():
+        groups.setdefault(_input_key(name), []).append(module)
     means, _, tokens = input_statistics(source, texts, groups, lambda x: x.T @ x)
-    return {name: means[_input_key(name)] for name in module_names}, tokens
+    return {name: means[_input_key(name)] for name in modules}, tokens
 
 
 def gptq_blocks(weight, hessian, block: int,
@@ -94,7 +93,7 @@ def gptq_blocks(weight, hessian, block: int,
     return packed, scales.float().numpy(), (z[:, 0::2] | (z[:, 1::2] << 4)).astype(np.uint8)
 
 
-def node_module(node_name: str, module_names: set[str]) -> str | None:
+def node_module(node_name: str, module_names) -> str | None:
     """The torch module a `MatMulNBits` node came from: "/model/model/layers.0/self_attn/q_proj/MatMul_Q4" ->
     "model.layers.0.self_attn.q_proj" (the longest module path its scope ends with)."""
     scope = ".".join(p for p in node_name.split("/")[:-1] if p)
@@ -110,7 +109,7 @@ def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = Tr
     import torch
     from onnx import numpy_helper
 
-    linears = {name for name, m in source.model.named_modules() if isinstance(m, torch.nn.Linear)}
+    linears = {name: m for name, m in source.model.named_modules() if isinstance(m, torch.nn.Linear)}
     inits = {t.name: t for t in model.graph.initializer}
     jobs = []
     for node in model.graph.node:
@@ -124,12 +123,11 @@ def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = Tr
             jobs.append((node, module))
     if not jobs:
         return {"matrices": 0}
-    hs, tokens = hessians(source, texts, {m for _, m in jobs})
-    modules = dict(source.model.named_modules())
+    hs, tokens = hessians(source, texts, {m: linears[m] for _, m in jobs})
     from tqdm.auto import tqdm
 
     for node, module in tqdm(jobs, desc="GPTQ", unit="matrix", leave=False, disable=not sys.stderr.isatty()):
-        packed, scales, zeros = gptq_blocks(modules[module].weight, hs[module], block, symmetric)
+        packed, scales, zeros = gptq_blocks(linears[module].weight, hs[module], block, symmetric)
         for name, array in ((node.input[1], packed), (node.input[2], scales)):
             old = inits[name]
             if tuple(old.dims) != array.shape:

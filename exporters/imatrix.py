@@ -85,9 +85,10 @@ def input_statistics(source, texts: list[str], modules: dict[str, object], reduc
     # the LM head's input is the body's last hidden state: run the body alone and hand that over, rather
     # than multiply it by a vocabulary of up to 262k rows for logits nobody reads
     head = source.model.get_output_embeddings()
-    head_keys = [key for key, group in modules.items() if head in (group if isinstance(group, list) else [group])]
-    handles = [module.register_forward_hook(hook(key)) for key, group in modules.items()
-               for module in (group if isinstance(group, list) else [group]) if module is not head]
+    groups = {key: group if isinstance(group, list) else [group] for key, group in modules.items()}
+    head_keys = [key for key, group in groups.items() if head in group]
+    handles = [module.register_forward_hook(hook(key)) for key, group in groups.items()
+               for module in group if module is not head]
     body = source.model.get_decoder()
     from tqdm.auto import tqdm
 

@@ -170,8 +170,8 @@ def test_k_quant_on_64_wide_model_reports_fallbacks(tiny_llama, texts_file, tmp_
 def test_every_quant_type_keeps_its_mixture_on_256_wide_rows(llama_src, tmp_path):
     """llama.cpp's quantizer on every target type: with rows that are multiples of 256 nothing falls back,
     so the mixtures the fallback report assumes are the ones this llama.cpp chooses."""
-    from roots_edge.exporters.gguf import QUANT_TYPES, write_float
-    from roots_edge.exporters.gguf_quant import NEEDS_IMPORTANCE, quant_type, quantize, row_lengths, tensor_report
+    from roots_edge.exporters.gguf import NEEDS_IMPORTANCE, QUANT_TYPES, write_float
+    from roots_edge.exporters.gguf_quant import quant_type, quantize, row_lengths, tensor_report
 
     written = write_float(llama_src, tmp_path / "src-F32.gguf", "f32")
     src = written.path
