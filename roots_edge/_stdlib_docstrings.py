@@ -1,4 +1,8 @@
-"""Print the standard library's docstrings as JSON lines. Run as `python -I -S this_file`.
+"""Print the standard library's docstrings as JSON lines. Run as `python -I -S this_file [--modules]`.
+
+With `--modules` each line is `[module, docstring]`: the top-level module or package the docstring comes from
+(`email`, `asyncio`, `tarfile`; a leading underscore dropped, so `_pydecimal` is `pydecimal`). The docstrings
+and their order are the same either way.
 
 Isolated (-I) and without site (-S) so that nothing in site-packages (setuptools' distutils shim,
 say) can shadow a stdlib module: the corpus depends only on the Python version. Sources are parsed
@@ -43,8 +47,15 @@ def source_files(root):
                 yield os.path.join(dirpath, name)
 
 
+def module_of(path, root):
+    top = os.path.relpath(path, root).split(os.sep)[0]
+    return (top[:-3] if top.endswith(".py") else top).lstrip("_")
+
+
 def main():
-    files = list(source_files(sysconfig.get_paths()["stdlib"]))
+    root = sysconfig.get_paths()["stdlib"]
+    files = list(source_files(root))
+    with_modules = "--modules" in sys.argv[1:]
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
     if workers > 1 and sys.platform == "linux":  # parsing dominates; order is kept, so the output is the same
         import multiprocessing
@@ -55,12 +66,12 @@ def main():
         per_file = map(file_docstrings, files)
     seen = set()
     out = sys.stdout
-    for docs in per_file:
+    for path, docs in zip(files, per_file):
         for doc in docs:
             if len(doc) < MIN_CHARS or doc in seen:
                 continue
             seen.add(doc)
-            out.write(json.dumps(doc) + "\n")
+            out.write(json.dumps([module_of(path, root), doc] if with_modules else doc) + "\n")
 
 
 if __name__ == "__main__":

@@ -60,19 +60,52 @@ def _digest(docs: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=2)
+def _stdlib_lines(modules: bool) -> list:
+    script = Path(__file__).with_name("_stdlib_docstrings.py")
+    proc = subprocess.run([sys.executable, "-I", "-S", str(script), *(["--modules"] if modules else [])],
+                          capture_output=True, check=False, timeout=300)
+    if proc.returncode != 0:
+        raise DataError(f"gathering the standard-library docstrings failed: {proc.stderr.decode()[-500:]}")
+    return [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines() if line]
+
+
 @functools.lru_cache(maxsize=1)
 def stdlib_docstrings() -> Corpus:
     """The docstrings of this Python's standard library, gathered in an isolated subprocess (once per process)."""
-    script = Path(__file__).with_name("_stdlib_docstrings.py")
-    proc = subprocess.run([sys.executable, "-I", "-S", str(script)], capture_output=True,
-                          check=False, timeout=300)
-    if proc.returncode != 0:
-        raise DataError(f"gathering the standard-library docstrings failed: {proc.stderr.decode()[-500:]}")
-    docs = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines() if line]
+    docs = _stdlib_lines(False)
     if not docs:
         raise DataError("the standard library yielded no docstrings; pass your own corpus with --data")
     version = ".".join(map(str, sys.version_info[:3]))
     return Corpus.from_documents(docs, f"stdlib-docstrings (Python {version})", python=version, documents=len(docs))
+
+
+TOPICS_MIN_PER_CLASS = 60   # a module with fewer docstrings is left out of the topic set
+TOPICS_TEST_PER_MILLE = 200  # 20% of the examples, chosen by content hash, are the test split
+
+
+@functools.lru_cache(maxsize=1)
+def stdlib_topics() -> tuple["Labeled", "Labeled"]:
+    """(train, test): a topic-classification set on every machine. Each standard-library docstring is labeled
+    with the module or package it comes from (`email`, `asyncio`, `tarfile`, ...); modules with at least
+    `TOPICS_MIN_PER_CLASS` docstrings are the classes (about 23 classes and 3,400 examples on Python 3.11). The
+    split is by content hash, so it does not depend on the order of the files or on the run."""
+    rows = _stdlib_lines(True)
+    counts: dict[str, int] = {}
+    for module, _ in rows:
+        counts[module] = counts.get(module, 0) + 1
+    keep = {m for m, n in counts.items() if n >= TOPICS_MIN_PER_CLASS}
+    if len(keep) < 2:
+        raise DataError("this Python's standard library gives fewer than two modules with "
+                        f"{TOPICS_MIN_PER_CLASS} docstrings; give a labeled --data file instead")
+    train, test = Labeled([], []), Labeled([], [])
+    for module, doc in rows:
+        if module in keep:
+            bucket = int.from_bytes(hashlib.sha1(doc.encode("utf-8")).digest()[:4], "little") % 1000
+            part = test if bucket < TOPICS_TEST_PER_MILLE else train
+            part.texts.append(doc)
+            part.labels.append(module)
+    return train, test
 
 
 def _read_docs(path: Path) -> list[str]:

@@ -109,6 +109,39 @@ class LanguageModel:
         self.record.setdefault("history", []).append({"kind": "finetune-lm", "metrics": metrics})
         return metrics
 
+    # ------------------------------------------------------------------ compression
+    def prune(self, config=None, texts: Sequence[str] | None = None, *, progress: bool = True, **fractions) -> "LanguageModel":
+        """A smaller dense copy of this model (`roots_edge.prune.PruneConfig`, or its fields as keywords:
+        `model.prune(heads=0.5, ffn=0.5, layers=2)`), ranked on `texts` (default: the standard-library
+        docstrings). This model is left as it is."""
+        from .prune import PruneConfig, prune_model, pruned_record
+
+        cfg = config if config is not None else PruneConfig(**fractions)
+        if texts is None and not cfg.is_identity:
+            from .data import stdlib_docstrings
+
+            texts = stdlib_docstrings().train
+        pruned, provenance = prune_model(self.model, self.tokenizer, self.spec, cfg, list(texts or []),
+                                         progress=progress)
+        return LanguageModel(pruned, self.tokenizer, ModelSpec.from_hf_config(pruned.config.to_dict()), None,
+                             pruned_record(self.record, self.path, provenance))
+
+    def distill(self, teacher: "LanguageModel", texts: Sequence[str], labels: Sequence | None = None, *,
+                unlabeled: Sequence[str] = (), checkpoint_dir: str | Path | None = None, progress: bool = True,
+                **options) -> dict:
+        """Train this model (the student) toward `teacher` on `texts` (`roots_edge.distill.DistillConfig` fields as
+        keywords: steps, lr, temperature, alpha, top_k, ...). Causal LMs learn the teacher's next-token
+        distributions on the text; classifiers its soft labels (`labels` for the hard-label term, `unlabeled`
+        texts labelled by the teacher alone); embedders its sentence embeddings. Returns the metrics."""
+        from .distill import distill_models, distilled_record
+
+        metrics = distill_models(teacher.model, teacher.tokenizer, teacher.spec, self.model, self.tokenizer, self.spec,
+                                 texts, labels, unlabeled, checkpoint_dir=checkpoint_dir, progress=progress,
+                                 **options)
+        self.record = distilled_record(self.record, teacher.path, metrics)
+        self.path = None   # in memory only until save_pretrained
+        return metrics
+
     # ------------------------------------------------------------------ inference (PyTorch reference)
     def _runtime(self):
         """This model (as it is now) behind the runtime's API: the one inference path of every backend. Made

@@ -21,6 +21,9 @@ COMMANDS = {
     "export": ("export", "export", "Export a model to ONNX, OpenVINO IR or GGUF targets, verified against PyTorch."),
     "bench": ("bench", "bench", "Benchmark artifacts side by side: speed, memory, size and quality."),
     "demo": ("demo", "demo", "The main job on the embedded default model, end to end."),
+    "prune": ("compress", "prune", "Prune heads, KV groups, FFN channels, layers, hidden width: a smaller dense model."),
+    "distill": ("compress", "distill", "Distill a teacher into a student (LM logits, soft labels or embeddings)."),
+    "compress": ("compress", "compress", "Run a compression recipe: finetune, prune, distill, export, bench, report."),
 }
 
 

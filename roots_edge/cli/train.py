@@ -44,7 +44,8 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("--data", type=click.Path(), required=True, help="CSV/JSONL with text,label rows (classifier) or text.")
+@click.option("--data", type=click.Path(), required=True, help="CSV/JSONL with text,label rows (classifier) or text; "
+              "stdlib-topics: the standard library's docstrings labeled by module (train split).")
 @click.option("-o", "--output", type=click.Path(), required=True, help="Model folder to write.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
@@ -64,8 +65,13 @@ def finetune(model, data, output, text_column, label_column, epochs, steps, lr, 
     if out.exists() and not force:
         raise OutputExistsError(f"{out} already exists; choose another --output or pass --force")
     lm = LanguageModel.from_pretrained(model, allow_download=download)
-    if looks_labeled(data, label_column):
-        rows = read_labeled(data, text_column, label_column)
+    if data == "stdlib-topics" or looks_labeled(data, label_column):
+        if data == "stdlib-topics":
+            from roots_edge.data import stdlib_topics
+
+            rows = stdlib_topics()[0]
+        else:
+            rows = read_labeled(data, text_column, label_column)
         kwargs = {"epochs": epochs} | ({"lr": lr} if lr else {})
         metrics = lm.finetune(rows.texts, rows.labels, progress=not quiet, **kwargs)
         click.echo(f"labels: {lm.spec.labels}")

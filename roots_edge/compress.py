@@ -1,0 +1,492 @@
+"""Compression recipes: finetune -> prune -> distill -> export -> bench, one TOML file, one report.
+
+    name = "minilm-topics"
+    [finetune]                       # optional: make the teacher first (classifiers)
+    data = "stdlib-topics"
+    [prune]
+    layers = 3
+    ffn = 0.5
+    [distill]
+    data = "stdlib-topics"
+    steps = 2000
+    [export]
+    targets = ["onnx-int8", "openvino-int8", "gguf-q8"]
+    [bench]
+    runs = 3
+
+Sections run in that order (a recipe that lists them otherwise is refused, since it would not mean what it
+says); any may be left out. Every stage is written as a model folder or artifact under the output folder, so
+each can be inspected, exported or rerun alone, and the report puts size, speed and quality of each side by side.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import RecipeError
+
+ORDER = ("finetune", "prune", "distill", "export", "bench")
+DATA_SETS = ("stdlib-docstrings", "stdlib-topics")
+
+
+@dataclass
+class FinetuneStep:
+    data: str = "stdlib-topics"      # a labeled file (text,label) or "stdlib-topics"
+    epochs: int = 3
+    lr: float | None = None
+    batch_size: int = 16
+    max_length: int = 128
+
+
+@dataclass
+class PruneStep:
+    heads: float = 1.0
+    kv_heads: float = 1.0
+    ffn: float = 1.0
+    layers: int | list[int] | None = None
+    hidden: float = 1.0
+    multiple_of: int = 1
+    calibration: str = "stdlib-docstrings"   # a text file or "stdlib-docstrings"
+
+
+@dataclass
+class DistillStep:
+    data: str = "stdlib-docstrings"   # decoders/embedders: text; classifiers: labeled file or "stdlib-topics"
+    unlabeled: str | None = None      # classifiers: more text the teacher labels
+    options: dict = field(default_factory=dict)   # DistillConfig fields (steps, lr, temperature, ...)
+
+
+@dataclass
+class ExportStep:
+    targets: list[str] = field(default_factory=lambda: ["onnx-int8", "openvino-int8", "gguf-q8"])
+    teacher: bool = True              # export the teacher to the same targets (the report compares both)
+
+
+@dataclass
+class BenchStep:
+    runs: int = 3
+    threads: int | None = 2
+    prompt_tokens: int = 128
+    gen_tokens: int = 64
+
+
+@dataclass
+class CompressRecipe:
+    name: str
+    description: str = ""
+    steps: dict = field(default_factory=dict)    # section -> step config, in ORDER
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str = "recipe") -> "CompressRecipe":
+        if not isinstance(raw.get("name"), str):
+            raise RecipeError(f"{where}: a recipe needs a name (name = \"...\")")
+        sections = [k for k in raw if k not in ("name", "description")]
+        unknown = [k for k in sections if k not in ORDER]
+        if unknown:
+            raise RecipeError(f"{where}: unknown sections {unknown}; a compression recipe has {list(ORDER)}")
+        if not sections:
+            raise RecipeError(f"{where}: the recipe has no steps; give at least one of {list(ORDER)}")
+        positions = [ORDER.index(k) for k in sections]
+        if positions != sorted(positions):
+            raise RecipeError(f"{where}: steps {sections} are out of order; they run as {list(ORDER)}: "
+                              "list them in that order")
+        kinds = {"finetune": FinetuneStep, "prune": PruneStep, "distill": DistillStep, "export": ExportStep,
+                 "bench": BenchStep}
+        steps = {}
+        for name in sections:
+            data = raw[name]
+            if not isinstance(data, dict):
+                raise RecipeError(f"{where}: [{name}] must be a table")
+            kind = kinds[name]
+            known = {f.name for f in dataclasses.fields(kind)}
+            if name == "distill":
+                from .distill import DistillConfig
+
+                options = {k: v for k, v in data.items() if k not in known}
+                allowed = {f.name for f in dataclasses.fields(DistillConfig)}
+                bad = sorted(set(options) - allowed)
+                if bad:
+                    raise RecipeError(f"{where}: unknown keys in [distill]: {bad}; known: {sorted(known | allowed)}")
+                try:
+                    DistillConfig(**options).check()
+                except RecipeError as exc:
+                    raise RecipeError(f"{where}: [distill] {exc}") from None
+                data = {k: v for k, v in data.items() if k in known} | {"options": options}
+            else:
+                bad = sorted(set(data) - known)
+                if bad:
+                    raise RecipeError(f"{where}: unknown keys in [{name}]: {bad}; known: {sorted(known)}")
+            steps[name] = kind(**data)
+        if "prune" in steps:
+            try:
+                _prune_config(steps["prune"]).check()
+            except RecipeError as exc:
+                raise RecipeError(f"{where}: [prune] {exc}") from None
+        _check_steps(steps, where)
+        return cls(raw["name"], str(raw.get("description", "")), steps)
+
+
+def _check_steps(steps: dict, where: str) -> None:
+    """Everything a recipe names that can be checked before an hour of work: counts, data files, targets."""
+    def positive(section, name, value, optional=False):
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RecipeError(f"{where}: [{section}] {name} must be a positive integer; got {value!r}")
+
+    def source(section, name, value, labeled=False):
+        if value is None and name == "unlabeled":
+            return
+        builtin = ("stdlib-topics",) if labeled else DATA_SETS
+        if not isinstance(value, str) or not (value in builtin or Path(value).exists()):
+            raise RecipeError(f"{where}: [{section}] {name} = {value!r} is neither a file nor one of {list(builtin)}")
+
+    if "finetune" in steps:
+        st = steps["finetune"]
+        for name in ("epochs", "batch_size", "max_length"):
+            positive("finetune", name, getattr(st, name))
+        if st.lr is not None and (isinstance(st.lr, bool) or not isinstance(st.lr, (int, float)) or not st.lr > 0):
+            raise RecipeError(f"{where}: [finetune] lr must be a positive number; got {st.lr!r}")
+        source("finetune", "data", st.data, labeled=True)
+    if "prune" in steps:
+        source("prune", "calibration", steps["prune"].calibration)
+    if "distill" in steps:
+        source("distill", "data", steps["distill"].data)
+        source("distill", "unlabeled", steps["distill"].unlabeled)
+    if "export" in steps:
+        from .exporters import get_target
+        from .errors import TargetError
+
+        targets = steps["export"].targets
+        if not isinstance(targets, list) or not targets:
+            raise RecipeError(f"{where}: [export] targets must be a list of target names, e.g. [\"onnx-int8\"]")
+        for t in targets:
+            try:
+                get_target(str(t))
+            except TargetError as exc:
+                raise RecipeError(f"{where}: [export] {exc}") from None
+    if "bench" in steps:
+        st = steps["bench"]
+        for name in ("runs", "prompt_tokens", "gen_tokens"):
+            positive("bench", name, getattr(st, name))
+        positive("bench", "threads", st.threads, optional=True)
+
+
+def _prune_config(step: PruneStep):
+    from .prune import PruneConfig
+
+    return PruneConfig(heads=step.heads, kv_heads=step.kv_heads, ffn=step.ffn, layers=step.layers,
+                       hidden=step.hidden, multiple_of=step.multiple_of)
+
+
+def load_compress_recipe(name_or_path: str | Path) -> CompressRecipe:
+    """A TOML file by path, or a shipped recipe by name (`default-compress`, `minilm-compress`)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        text, where = path.read_bytes(), str(path)
+    else:
+        res = resources.files("roots_edge.models") / f"{name_or_path}.toml"
+        if not res.is_file():
+            raise RecipeError(f"no compression recipe {name_or_path!r}: give a .toml file or a shipped one "
+                              "(default-compress, minilm-compress)")
+        text, where = res.read_bytes(), f"models/{name_or_path}.toml"
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RecipeError(f"{where}: not valid UTF-8 TOML ({exc})") from None
+    return CompressRecipe.from_dict(raw, where)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def text_data(source: str, split: str = "all") -> list[str]:
+    """Documents of a corpus file or of the standard-library docstrings: all of them (`distill` splits them again
+    by content hash, so its validation documents are the corpus's own), or the training split only."""
+    from .pretrain import load_corpus
+
+    if source == "stdlib-topics":
+        from .data import stdlib_topics
+
+        return stdlib_topics()[0].texts
+    corpus = load_corpus([source])
+    return corpus.train if split == "train" else corpus.documents
+
+
+def labeled_data(source: str):
+    """(train, test) Labeled: the topic set's own split, or a labeled file (no test split)."""
+    from .data import read_labeled, stdlib_topics
+
+    if source == "stdlib-topics":
+        return stdlib_topics()
+    return read_labeled(source), None
+
+
+@dataclass
+class Stage:
+    """A model of the pipeline: what `exporters.load_source` takes (path, spec, model, tokenizer) and its record."""
+
+    path: Path
+    spec: object
+    model: object
+    tokenizer: object
+    record: dict
+
+    @classmethod
+    def load(cls, folder: Path) -> "Stage":
+        from .modelio import check_folder, load_torch, read_record, resolve
+
+        folder = resolve(folder)
+        spec = check_folder(folder)
+        model, tokenizer = load_torch(folder, spec)
+        return cls(Path(folder), spec, model, tokenizer, read_record(folder))
+
+    def save(self, folder: Path) -> "Stage":
+        from .modelio import save_folder
+        from .spec import ModelSpec
+
+        self.path = save_folder(self.model, self.tokenizer, folder, self.record, overwrite=True)
+        self.spec = ModelSpec.from_hf_config(self.model.config.to_dict())
+        return self
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def stage_quality(stage: Stage, test) -> dict:
+    """Quality on held-out data: perplexity on the standard-library docstrings' validation split (LMs; the
+    default model's own measure) or test accuracy (classifiers)."""
+    if stage.spec.task == "causal-lm":
+        from .data import stdlib_docstrings
+        from .train import TokenStream, stream_nll
+
+        streams = TokenStream.encode(stage.tokenizer.backend_tokenizer, stdlib_docstrings())
+        seq = min(256, stage.spec.context_length)
+        return {"val_perplexity": round(math.exp(stream_nll(stage.model, streams.val, seq, 65536)[0]), 3)}
+    if stage.spec.task == "classification" and test is not None:
+        from .classifier import report
+
+        return {"test_accuracy": round(report(stage.model, stage.tokenizer, test).accuracy, 4)}
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: bool = False, progress: bool = True,
+               log=print) -> dict:
+    """Run `recipe` on the model folder `model`; stages go under `out`; returns the report dict (also written
+    as `report.json`, `report.md` and, with matplotlib, `report.png`)."""
+    import shutil
+
+    from .paths import write_text_atomic
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        from .errors import OutputExistsError
+
+        raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+    steps = recipe.steps
+    stages: list[dict] = []
+    teacher = Stage.load(Path(model))
+    t_all = time.perf_counter()
+    # classifiers are scored on a held-out split: the topic set's test rows (a labeled file has none)
+    labeled = steps["finetune"].data if "finetune" in steps else \
+        steps["distill"].data if "distill" in steps and teacher.spec.task == "classification" else None
+    test = labeled_data(labeled)[1] if labeled else None
+
+    def record(name, stage: Stage, seconds, extra=None):
+        entry = {"stage": name, "folder": str(stage.path), "parameters": stage.parameters,
+                 "seconds": round(seconds, 1), **stage_quality(stage, test), **(extra or {})}
+        stages.append(entry)
+        log(f"{name}: {entry['parameters'] / 1e6:.2f} M parameters, "
+            + ", ".join(f"{k} {v}" for k, v in entry.items() if k.endswith(("perplexity", "accuracy"))))
+
+    if "finetune" in steps:
+        from .classifier import FinetuneConfig, finetune_classifier
+
+        st = steps["finetune"]
+        train, _ = labeled_data(st.data)
+        t0 = time.perf_counter()
+        clf, metrics = finetune_classifier(teacher.model, teacher.tokenizer, teacher.spec, train,
+                                           FinetuneConfig(epochs=st.epochs, lr=st.lr, batch_size=st.batch_size,
+                                                          max_length=st.max_length), progress=progress)
+        teacher.model = clf
+        teacher.record = {**teacher.record, "kind": "finetuned-classifier",
+                          "history": [*teacher.record.get("history", []),
+                                      {"kind": "finetune-classification", "from": str(teacher.path),
+                                       "data": st.data, "metrics": {k: v for k, v in metrics.items()
+                                                                    if k not in ("train", "history")}}]}
+        teacher.save(out / "teacher")
+        record("teacher (finetuned)", teacher, time.perf_counter() - t0)
+    else:
+        record("teacher", teacher, 0.0)
+    student = teacher
+    if "prune" in steps:
+        from .prune import prune_model, pruned_record
+
+        st = steps["prune"]
+        t0 = time.perf_counter()
+        small, provenance = prune_model(teacher.model, teacher.tokenizer, teacher.spec, _prune_config(st),
+                                        text_data(st.calibration, "train"), progress=progress)
+        student = Stage(teacher.path, teacher.spec, small, teacher.tokenizer,
+                        pruned_record(teacher.record, teacher.path, provenance)).save(out / "pruned")
+        record("pruned", student, time.perf_counter() - t0,
+               {"kept": {k: v["kept"] for k, v in provenance["kept"].items()}})
+    if "distill" in steps:
+        from .distill import distill_models, distilled_record, topk_cache
+
+        st = steps["distill"]
+        if student is teacher:
+            raise RecipeError("[distill] needs a student: add a [prune] step before it")
+        t0 = time.perf_counter()
+        texts, labels, extra = text_data(st.data), None, []
+        if student.spec.task == "classification":
+            train, _ = labeled_data(st.data)
+            texts, labels = train.texts, train.labels
+            extra = text_data(st.unlabeled) if st.unlabeled else []
+        ckpt = out / ".distill.checkpoint"
+        metrics = distill_models(teacher.model, teacher.tokenizer, teacher.spec, student.model, student.tokenizer,
+                                 student.spec, texts, labels, extra, checkpoint_dir=ckpt, progress=progress,
+                                 **st.options)
+        student.record = distilled_record(student.record, teacher.path, metrics)
+        student.save(out / "distilled")
+        shutil.rmtree(ckpt, ignore_errors=True)
+        topk_cache(ckpt).unlink(missing_ok=True)
+        record("distilled", student, time.perf_counter() - t0,
+               {"steps": metrics["steps"], **{k: round(v, 4) for k, v in metrics.items()
+                                              if k.startswith(("val_", "teacher_val_"))}})
+    artifacts: list[Path] = []
+    if "export" in steps:
+        from .exporters import configure, export, load_source
+
+        st = steps["export"]
+        pairs = [("student", student)] + ([("teacher", teacher)] if st.teacher and student is not teacher else [])
+        for who, stage in pairs:
+            source = load_source(stage)
+            for target in st.targets:
+                folder = out / "artifacts" / f"{who}-{target}"
+                t0 = time.perf_counter()
+                resolved, opts = configure(target, stage.spec.family)
+                manifest = export(source, resolved, folder, opts, force=True)
+                artifacts.append(folder)
+                stages.append({"stage": f"{who} {target}", "folder": str(folder),
+                               "seconds": round(time.perf_counter() - t0, 1),
+                               "verification": _verification(manifest)})
+                log(f"exported {who} {target}: {stages[-1]['verification']}")
+    bench_result = None
+    if "bench" in steps and artifacts:
+        from .runtimes.bench import BenchConfig, bench
+        from .runtimes.bench.report import plot, to_markdown
+
+        st = steps["bench"]
+        cfg = BenchConfig(runs=st.runs, threads=st.threads, prompt_tokens=st.prompt_tokens, gen_tokens=st.gen_tokens,
+                          device="cpu")
+        texts = truth = None
+        if test is not None:
+            texts, truth = test.texts, test.labels
+        bench_result = bench(artifacts, cfg, teacher.path, texts, truth, progress=progress)
+        write_text_atomic(out / "bench.md", to_markdown(bench_result))
+        try:
+            plot(bench_result, out / "bench.png")
+        except Exception as exc:   # matplotlib missing or no display backend: the table still stands
+            log(f"no plot: {exc}")
+    report = {"recipe": recipe.name, "model": str(model), "stages": stages, "bench": bench_result,
+              "seconds": round(time.perf_counter() - t_all, 1)}
+    write_text_atomic(out / "report.json", json.dumps(report, indent=1, default=str))
+    write_text_atomic(out / "report.md", to_report(report))
+    _plot_stages(report, out / "report.png", log)
+    return report
+
+
+def _verification(manifest: dict) -> dict:
+    v = manifest.get("verification") or {}
+    metrics = v.get("metrics") or {}
+    keep = ("top1", "kl", "min_cosine", "agreement", "perplexity")
+    return {"passed": v.get("passed"), "size_mb": round(manifest.get("size_bytes", 0) / 1e6, 2),
+            **{k: round(metrics[k], 4) for k in keep if isinstance(metrics.get(k), (int, float))}}
+
+
+def to_report(report: dict) -> str:
+    lines = [f"# Compression report: {report['recipe']}", "", f"Model: `{report['model']}`", "",
+             "| stage | parameters | quality | seconds | verification |", "|---|---|---|---|---|"]
+    for s in report["stages"]:
+        quality = ", ".join(f"{k} {v}" for k, v in s.items() if k.endswith(("perplexity", "accuracy")))
+        params = f"{s['parameters'] / 1e6:.2f} M" if "parameters" in s else ""
+        ver = ", ".join(f"{k} {v}" for k, v in (s.get("verification") or {}).items())
+        lines.append(f"| {s['stage']} | {params} | {quality} | {s['seconds']} | {ver} |")
+    if report.get("bench"):
+        from .runtimes.bench.report import to_markdown
+
+        lines += ["", "## Speed and size (one `roots-edge bench` run)", "", to_markdown(report["bench"])]
+        ratios = speedups(report["bench"])
+        if ratios:
+            lines += ["", "Student against teacher, same target, same run:", "",
+                      "| target | measure | teacher | student | student speed-up | size ratio |", "|---|---|---|---|---|---|"]
+            for r in ratios:
+                lines.append(f"| {r['target']} | {r['measure']} | {r['teacher']} | {r['student']} | "
+                             f"{r['speedup']:.2f}x | {r['size_ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def speedups(result: dict) -> list[dict]:
+    """For every target exported for both: the student's speed-up over the teacher (classifiers: batch-1 p50
+    latency; decoders: tokens per second generated) and its size relative to the teacher's."""
+    rows = {Path(r["artifact"]).name: r for r in result["rows"] if not r.get("reference")}
+    out = []
+    for name, s in rows.items():
+        if not name.startswith("student-") or f"teacher-{name[8:]}" not in rows:
+            continue
+        t = rows[f"teacher-{name[8:]}"]
+        if result["kind"] == "decoder" and s.get("tg_tps") and t.get("tg_tps"):
+            measure, tv, sv, speed = "tg t/s", t["tg_tps"], s["tg_tps"], s["tg_tps"] / t["tg_tps"]
+        elif s.get("latency_ms_p50") and t.get("latency_ms_p50"):
+            measure, tv, sv = "p50 ms (batch 1)", t["latency_ms_p50"], s["latency_ms_p50"]
+            speed = t["latency_ms_p50"] / s["latency_ms_p50"]
+        else:
+            continue
+        out.append({"target": name[8:], "measure": measure, "teacher": tv, "student": sv, "speedup": speed,
+                    "size_ratio": s["size_bytes"] / max(1, t["size_bytes"])})
+    return out
+
+
+def _plot_stages(report: dict, path: Path, log) -> None:
+    """Parameters and quality of each model stage, side by side."""
+    rows = [s for s in report["stages"] if "parameters" in s]
+    metric = next((k for s in rows for k in s if k.endswith(("perplexity", "accuracy"))), None)
+    if not rows or metric is None:
+        return
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("no plot: matplotlib is not installed")
+        return
+    from .paths import atomic_file
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    names = [s["stage"] for s in rows]
+    axes[0].bar(names, [s["parameters"] / 1e6 for s in rows], color="#4c72b0")
+    axes[0].set_ylabel("parameters (M)")
+    axes[1].bar(names, [s.get(metric, float("nan")) for s in rows], color="#dd8452")
+    axes[1].set_ylabel(metric.replace("_", " "))
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=20)
+    fig.suptitle(report["recipe"])
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
