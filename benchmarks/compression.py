@@ -81,11 +81,11 @@ def classifier(root: Path, reuse: bool, log) -> str:
     stages = {s["stage"]: s for s in report["stages"]}
     t, st = stages["teacher (finetuned)"], stages["distilled"]
     share = st["test_accuracy"] / t["test_accuracy"]
-    lines = ["| model | layers | parameters | test accuracy |", "|---|---|---|---|"]
-    for name, s in (("teacher (MiniLM finetuned)", t), ("pruned to 3 layers", stages["pruned"]),
-                    ("pruned + distilled", st)):
-        layers = read_spec(s["folder"]).num_layers
-        lines.append(f"| {name} | {layers} | {s['parameters'] / 1e6:.2f} M | {s['test_accuracy']:.4f} |")
+    lines = ["| model | layers | FFN | parameters | test accuracy |", "|---|---|---|---|---|"]
+    for name, s in (("teacher (MiniLM finetuned)", t), ("pruned", stages["pruned"]), ("pruned + distilled", st)):
+        spec = read_spec(s["folder"])
+        lines.append(f"| {name} | {spec.num_layers} | {spec.intermediate_size} | {s['parameters'] / 1e6:.2f} M | "
+                     f"{s['test_accuracy']:.4f} |")
     lines += ["", f"Student accuracy / teacher: {share:.3f} (goal >= 0.97: {'reached' if share >= 0.97 else 'not reached'})."]
     ratios = speedups(report["bench"]) if report.get("bench") else []
     if ratios:

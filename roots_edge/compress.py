@@ -483,6 +483,8 @@ def _plot_stages(report: dict, path: Path, log) -> None:
     axes[0].set_ylabel("parameters (M)")
     axes[1].bar(names, [s.get(metric, float("nan")) for s in rows], color="#dd8452")
     axes[1].set_ylabel(metric.replace("_", " "))
+    if metric.endswith("perplexity"):
+        axes[1].set_yscale("log")     # a pruned model before distillation can be 10x worse
     for ax in axes:
         ax.tick_params(axis="x", rotation=20)
     fig.suptitle(report["recipe"])
