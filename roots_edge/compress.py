@@ -271,7 +271,8 @@ def stage_quality(stage: Stage, test) -> dict:
         from .data import stdlib_docstrings
         from .train import TokenStream, stream_nll
 
-        streams = TokenStream.encode(stage.tokenizer.backend_tokenizer, stdlib_docstrings())
+        streams = TokenStream.encode(stage.tokenizer.backend_tokenizer, stdlib_docstrings(),
+                                     stage.spec.eos_token_id)
         seq = min(256, stage.spec.context_length)
         return {"val_perplexity": round(math.exp(stream_nll(stage.model, streams.val, seq, 65536)[0]), 3)}
     if stage.spec.task == "classification" and test is not None:

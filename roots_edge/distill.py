@@ -364,7 +364,7 @@ def distill_models(teacher, t_tok, t_spec, student, s_tok, s_spec, texts, labels
                               "give a shorter --seq-len")
         # split by content hash: given a whole corpus, its validation documents stay the corpus's own
         corpus = Corpus.from_documents([t for t in texts if t.strip()], "distill")
-        streams = TokenStream.encode(s_tok.backend_tokenizer, corpus)
+        streams = TokenStream.encode(s_tok.backend_tokenizer, corpus, s_spec.eos_token_id)
         result = distill_decoder(teacher, student, streams, cfg, checkpoint_dir=ckpt, key=key, progress=progress)
         if len(streams.val) > cfg.seq_len:
             metrics["val_perplexity"] = math.exp(stream_nll(student, streams.val, cfg.seq_len, 65536)[0])

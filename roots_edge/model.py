@@ -90,7 +90,7 @@ class LanguageModel:
         if not texts:
             raise DataError("no text to finetune on")
         corpus = Corpus.from_documents(texts, "finetune")
-        streams = TokenStream.encode(self.tokenizer.backend_tokenizer, corpus)
+        streams = TokenStream.encode(self.tokenizer.backend_tokenizer, corpus, self.spec.eos_token_id)
         seq = seq_len or min(self.spec.context_length, 256)
         seq = min(seq, len(streams.train) - 2)
         if seq < 8:

@@ -27,13 +27,16 @@ class TokenStream:
     val: np.ndarray
 
     @classmethod
-    def encode(cls, tokenizer, corpus: Corpus) -> "TokenStream":
+    def encode(cls, tokenizer, corpus: Corpus, eos: int | None = None) -> "TokenStream":
+        """`eos`: the id between documents (default: the `</s>` of roots-edge's own tokenizers; a community model
+        passes its own, e.g. SmolLM2's `<|endoftext|>`; none at all if the tokenizer has neither)."""
+        sep = [eos] if eos is not None else [t for t in [tokenizer.token_to_id("</s>")] if t is not None]
+
         def encode(docs):
             if not docs:
                 return np.zeros(0, dtype=np.int64)
-            eos = tokenizer.token_to_id("</s>")
-            encs = tokenizer.encode_batch(docs)  # BOS is prepended by the post-processor
-            return np.fromiter((t for e in encs for t in (*e.ids, eos)), dtype=np.int64)
+            encs = tokenizer.encode_batch(docs)  # BOS, where the tokenizer has one, comes from its post-processor
+            return np.fromiter((t for e in encs for t in (*e.ids, *sep)), dtype=np.int64)
 
         return cls(encode(corpus.train), encode(corpus.val))
 

@@ -108,3 +108,18 @@ def test_recipe_errors(tmp_path):
     bad.write_text('name = "x"\n[model]\nhidden = 3\n')
     with pytest.raises(RecipeError, match="unknown keys in \\[model\\]"):
         load_recipe(bad)
+
+
+def test_token_stream_separates_documents_with_the_models_own_eos():
+    """Community tokenizers have no `</s>` (SmolLM2 ends documents with `<|endoftext|>`): the caller's EOS id
+    separates documents, and a tokenizer with neither gets no separator rather than a crash."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from roots_edge.data import Corpus
+    from roots_edge.train import TokenStream
+
+    tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "<|endoftext|>": 2, "[UNK]": 3}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = Corpus(["a b", "b a"], ["a"], "test", "test")
+    assert TokenStream.encode(tok, corpus, eos=2).train.tolist() == [0, 1, 2, 1, 0, 2]
+    assert TokenStream.encode(tok, corpus).train.tolist() == [0, 1, 1, 0]
