@@ -88,7 +88,7 @@ TOPICS_TEST_PER_MILLE = 200  # 20% of the examples, chosen by content hash, are 
 def stdlib_topics() -> tuple["Labeled", "Labeled"]:
     """(train, test): a topic-classification set on every machine. Each standard-library docstring is labeled
     with the module or package it comes from (`email`, `asyncio`, `tarfile`, ...); modules with at least
-    `TOPICS_MIN_PER_CLASS` docstrings are the classes (about 23 classes and 3,400 examples on Python 3.11). The
+    `TOPICS_MIN_PER_CLASS` docstrings are the classes (23 classes and 3,239 examples on Python 3.11.7). The
     split is by content hash, so it does not depend on the order of the files or on the run."""
     rows = _stdlib_lines(True)
     counts: dict[str, int] = {}
