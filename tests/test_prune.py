@@ -99,13 +99,14 @@ def test_ranking_keeps_the_heads_channels_and_layers_that_matter(tiny_llama, tex
     lm.model.model.layers[2].self_attn.o_proj.weight.data *= 30
     for norm in (l.input_layernorm for l in lm.model.model.layers):
         norm.weight.data[9] = 8.0                                   # hidden channel 9 carries the most energy
-    p = plan(lm.model, lm.spec, PruneConfig(heads=0.5, ffn=0.25, layers=2, hidden=0.5),
-             measure(lm.model, lm.tokenizer, lm.spec, texts, False))
-    assert 2 in p.layers and len(p.layers) == 2
-    k = p.layers.index(1) if 1 in p.layers else None
-    if k is not None:
-        assert 1 in p.heads[k] and 77 in p.ffn[k]
-    assert 9 in p.hidden and len(p.hidden) == 32
+    stats = measure(lm.model, lm.tokenizer, lm.spec, texts, False)
+    widths = plan(lm.model, lm.spec, PruneConfig(heads=0.5, ffn=0.25, hidden=0.5), stats)
+    assert widths.layers == [0, 1, 2, 3]
+    assert 1 in widths.heads[1] and 77 in widths.ffn[1] and len(widths.ffn[1]) == 32
+    assert 9 in widths.hidden and len(widths.hidden) == 32
+    depth = plan(lm.model, lm.spec, PruneConfig(layers=2), stats)
+    assert 2 in depth.layers and len(depth.layers) == 2
+    assert stats["block_importance"][2] == max(stats["block_importance"])
 
 
 def test_hidden_and_layer_prune_shapes_and_runs(tiny_llama, texts, ids):
