@@ -323,8 +323,7 @@ def _slice(name: str, t, plan: Plan, layer: int | None, spec):
         elif re.search(r"\bself_attn\.[kv]_proj\.", name):
             t = t.index_select(0, rows_kv)
         elif re.search(r"\bself_attn\.o_proj\.weight", name):
-            t = t.index_select(1, rows_q).index_select(0, hid)
-            return t
+            return t.index_select(1, rows_q).index_select(0, hid)
         elif re.search(r"\bmlp\.(gate|up)_proj\.", name):
             t = t.index_select(0, ffn)
         elif re.search(r"\bmlp\.down_proj\.weight", name):

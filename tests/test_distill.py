@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from roots_edge.distill import DistillConfig, embedding_agreement
+from roots_edge.distill import embedding_agreement
 from roots_edge.errors import DataError, RecipeError, UnsupportedModelError
 from roots_edge.model import LanguageModel
 from roots_edge.prune import PruneConfig
