@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -30,17 +31,35 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc; elsewhere set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success rename it to `final`.
 
-    An exception (or a kill) leaves only a `.tmp-*` folder, never a `final` that looks complete.
+    An exception (or a kill) leaves only a `.tmp-*` folder, never a `final` that looks complete. The folder gets
+    the mode any new folder gets (0755 under the usual umask), not mkdtemp's private 0700: an artifact is made to be
+    deployed, often for another user.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~umask())
     try:
         yield tmp
+        _readable(tmp)
         if final.exists():
             if not replace:
                 raise FileExistsError(final)
@@ -55,14 +74,30 @@ def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
         raise
 
 
+def _readable(folder: Path) -> None:
+    """Give every file and folder under `folder` the read (and, for folders, search) bits the umask allows:
+    libraries write some files privately (transformers' weights come out 0600)."""
+    mask = umask()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            path = os.path.join(root, name)
+            os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) | (0o555 & ~mask))
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) | (0o444 & ~mask))
+
+
 @contextlib.contextmanager
 def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success rename it over `final`."""
+    """Yield a temporary sibling path; on success rename it over `final`, with the mode any new file gets (0644
+    under the usual umask) rather than mkstemp's 0600."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~umask())
     try:
         yield tmp
         os.replace(tmp, final)
