@@ -268,11 +268,12 @@ def stage_quality(stage: Stage, test) -> dict:
     """Quality on held-out data: perplexity on the standard-library docstrings' validation split (LMs; the
     default model's own measure) or test accuracy (classifiers)."""
     if stage.spec.task == "causal-lm":
-        from .data import stdlib_docstrings
+        from .data import Corpus, stdlib_docstrings
         from .train import TokenStream, stream_nll
 
-        streams = TokenStream.encode(stage.tokenizer.backend_tokenizer, stdlib_docstrings(),
-                                     stage.spec.eos_token_id)
+        corpus = stdlib_docstrings()   # the validation split alone: its 390k training tokens are not needed here
+        streams = TokenStream.encode(stage.tokenizer.backend_tokenizer, Corpus([], corpus.val, corpus.source,
+                                                                              corpus.sha256), stage.spec.eos_token_id)
         seq = min(256, stage.spec.context_length)
         return {"val_perplexity": round(math.exp(stream_nll(stage.model, streams.val, seq, 65536)[0]), 3)}
     if stage.spec.task == "classification" and test is not None:

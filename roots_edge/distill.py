@@ -327,10 +327,6 @@ def embedding_agreement(teacher, student, tokenizer, texts: list[str], max_lengt
     return np.concatenate(out)
 
 
-def describe(cfg: DistillConfig) -> dict:
-    return asdict(cfg)
-
-
 def fingerprint(model) -> str:
     """A cheap identity of a model's weights (for checkpoint keys): shapes and sums of every tensor."""
     import hashlib
@@ -353,10 +349,10 @@ def distill_models(teacher, t_tok, t_spec, student, s_tok, s_spec, texts, labels
     cfg.check()
     check_pair(teacher, t_tok, t_spec, student, s_tok, s_spec)
     texts = [t for t in texts if isinstance(t, str)]
-    key = run_key(describe(cfg), fingerprint(teacher), fingerprint(student), _digest(texts),
+    key = run_key(asdict(cfg), fingerprint(teacher), fingerprint(student), _digest(texts),
                   list(map(str, labels)) if labels is not None else None, _digest(list(unlabeled)))
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-    metrics: dict = {"config": describe(cfg)}
+    metrics: dict = {"config": asdict(cfg)}
     if s_spec.task == "causal-lm":
         if cfg.seq_len > min(s_spec.context_length, t_spec.context_length):
             raise RecipeError(f"seq_len {cfg.seq_len} is longer than the context of the student "

@@ -91,7 +91,7 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
     from roots_edge.fit import init_distributed
     from roots_edge.model import LanguageModel
 
-    world, rank = init_distributed()
+    _, rank = init_distributed()
     options = dict(steps=steps, lr=lr, batch_size=batch_size, seq_len=seq_len, temperature=temperature, alpha=alpha,
                    top_k=top_k, embed_loss=embed_loss, seed=seed)
     DistillConfig(**options).check()
