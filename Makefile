@@ -23,7 +23,7 @@ OPTIMUM    ?= optimum-onnx[onnxruntime]==0.1.0
 # this machine's CPU: installed from Debian's packages where apt-get works, else those tests skip.
 QEMU_STAMP := $(VENV)/.qemu-checked
 
-.PHONY: setup demo test real-models compression clean-venv
+.PHONY: setup demo test real-models compression pi-check clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,21 @@ real-models: $(STAMP)
 # cores), prunes and distills it, and finetunes, prunes and distills all-MiniLM-L6-v2 on the stdlib topic set.
 compression: $(STAMP)
 	$(BIN)/python benchmarks/compression.py
+
+# Raspberry Pi bundles installed offline and run on an emulated Pi (benchmarks/pi_check.py): needs root, the Debian
+# mirror once for the arm64 root filesystem, and Debian's qemu-user-static, debootstrap, zstd and the aarch64
+# cross-compiler. The first run builds the root filesystem (~5 min) and llama.cpp per Pi (~7 min each); later
+# runs take ~3 min per platform.
+PI_PLATFORMS ?= rpi5 rpi4
+PI_TOOLS := $(VENV)/.pi-tools
+$(PI_TOOLS): $(STAMP)
+	command -v qemu-aarch64-static debootstrap zstd aarch64-linux-gnu-g++ cmake >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static binfmt-support \
+	    debootstrap zstd gcc-aarch64-linux-gnu g++-aarch64-linux-gnu cmake ninja-build >/dev/null; }
+	touch $(PI_TOOLS)
+
+pi-check: $(STAMP) $(PI_TOOLS)
+	for p in $(PI_PLATFORMS); do $(BIN)/python benchmarks/pi_check.py --platform $$p || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV) $(PEER)

@@ -65,7 +65,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
         from .openvino_compress import SUBSET
 
         texts = options.calibration[:SUBSET]
-        if source.spec.is_decoder:
+        if source.spec.task == "causal-lm":
             items = openvino_decoder.calibration_items(source.tokenizer, texts)
         else:
             items = encoder_items(source.tokenizer, source.spec, texts)
@@ -80,7 +80,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
             if quant.precision != "int8":
                 return quant.with_(method="none")
             Unsupported.group_size(quant, "openvino", "int8 has one scale per output channel")
-            if spec.is_decoder:     # weights only, one scale per output channel
+            if spec.task == "causal-lm":     # weights only, one scale per output channel
                 return replace(quant, method="rtn", group_size=None, activations="float")
             return replace(quant, method="minmax", group_size=None, activations="int8-static")
         # NNCF keeps the embeddings and the last layer in its 8-bit backup mode, or puts every layer in
@@ -98,7 +98,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
             warnings.warn(note, stacklevel=2)
         # NNCF's AWQ patterns are the gated MLPs of decoders: BERT has none, so AWQ defaults off there
         method = quant.method or ("rtn" if options.data_free else
-                                  "awq+scale-estimation" if spec.is_decoder else "scale-estimation")
+                                  "awq+scale-estimation" if spec.task == "causal-lm" else "scale-estimation")
         if options.data_free and method != "rtn":
             raise TargetError(f"openvino-int4 method {method} measures the calibration text; with --no-calibration "
                               "it rounds by rtn")
@@ -120,7 +120,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
         if target.precision in ("fp32", "fp16"):
             return ov_model, {"method": "none"}
         if target.precision == "int8":
-            return oc.compress_int8_weights(ov_model) if spec.is_decoder else oc.quantize_int8(ov_model, items)
+            return oc.compress_int8_weights(ov_model) if spec.task == "causal-lm" else oc.quantize_int8(ov_model, items)
         return oc.compress_int4(ov_model, target.quant, items)
 
 
@@ -159,7 +159,7 @@ def _convert_torch(source: Source):
 
     with warnings.catch_warnings():  # the tracer's shape-branch warnings hold for every input we feed
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        if source.spec.is_decoder:
+        if source.spec.task == "causal-lm":   # a decoder-based classifier is traced like an encoder
             from .openvino_decoder import convert_decoder
 
             ov_model = convert_decoder(source.model, source.spec)

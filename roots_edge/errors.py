@@ -62,6 +62,10 @@ class TextInputError(RootsEdgeError, ValueError):
     """Text that cannot be run: not a string, empty, or too long."""
 
 
+class TaskError(RootsEdgeError, ValueError):
+    """A verb the model's task does not offer: generating with a classifier, classifying with a decoder."""
+
+
 class BackendError(RootsEdgeError):
     """A runtime library failed on input it had accepted (llama_decode returned an error, say)."""
 

@@ -6,6 +6,7 @@ Never imports torch. A backend registers the artifact formats it opens where it 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -179,6 +180,80 @@ def kv_cache_info(layers: int, kv_heads: int, head_dim: int, context: int, kind:
     return {"type": kind, "tokens": context, "bytes": int(total), "bytes_per_token": int(per_layer_token * layers),
             **({"sliding_layers": sliding_layers, "sliding_tokens": min(window_cells, context)}
                if sliding_layers else {})}
+
+
+RUNTIME_OVERHEAD = 50 * 2**20   # the interpreter and runtime libraries, beyond weights and KV cache
+
+
+def _size(text: str) -> int:
+    """`123456`, `512M`, `2G` -> bytes."""
+    text = text.strip().upper().removesuffix("B")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still use: `ROOTS_EDGE_AVAILABLE_MEMORY` (e.g. `1G`, to plan for a smaller device),
+    else the smaller of MemAvailable and the cgroup's remaining limit (Linux); None where neither is known."""
+    override = os.environ.get("ROOTS_EDGE_AVAILABLE_MEMORY")
+    if override:
+        try:
+            return _size(override)
+        except ValueError:
+            raise RuntimeLoadError(f"ROOTS_EDGE_AVAILABLE_MEMORY={override!r} is not a size; use bytes or 512M, "
+                                   f"2G") from None
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def kv_bytes_per_token(config: dict, bytes_per_value: float) -> int:
+    """Keys and values one token takes in every layer, from a Hugging Face config (0 when it does not say)."""
+    layers, heads = config.get("num_hidden_layers"), config.get("num_attention_heads")
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or (config.get("hidden_size", 0) // heads if heads else 0)
+    if not all(isinstance(v, int) and v > 0 for v in (layers, kv_heads, head_dim)):
+        return 0
+    return int(2 * layers * kv_heads * head_dim * bytes_per_value)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} KB"
+
+
+def check_memory(where, weight_bytes: int, kv_bytes: int = 0, context: int | None = None) -> None:
+    """Refuse, before loading, a model that will not fit in the memory left (say what it needs and what to do)."""
+    available = available_memory()
+    need = weight_bytes + kv_bytes + RUNTIME_OVERHEAD
+    if available is None or need <= available:
+        return
+    at = f" at a context of {context:,} tokens" if context else ""
+    kv = f" + KV cache {_mb(kv_bytes)}" if kv_bytes else ""
+    fix = "pass a smaller --context, " if kv_bytes else ""
+    raise RuntimeLoadError(f"{where} needs about {_mb(need)}{at} (weights {_mb(weight_bytes)}{kv} + ~{_mb(RUNTIME_OVERHEAD)}"
+                           f" runtime) but only {_mb(available)} is available; {fix}close other programs, or use a "
+                           f"smaller export (gguf-q4, onnx-int4, openvino-int4)")
+
+
+def planned_memory(folder: Path, weight_files: Sequence[Path], context: int | None, kv_bytes_per_value: float) -> None:
+    """`check_memory` for a folder artifact (ONNX, OpenVINO), before its session is built: the weight files, and
+    for a decoder the KV cache at the context it will be opened with (config.json gives the shapes)."""
+    config = read_json(Path(folder) / "config.json")
+    weights = sum(p.stat().st_size for p in weight_files if p.is_file())
+    per_token = kv_bytes_per_token(config, kv_bytes_per_value) if "num_key_value_heads" in config or \
+        config.get("model_type") not in ("bert", "roberta", "xlm-roberta", "distilbert") else 0
+    maximum = next((config[k] for k in CONTEXT_KEYS if isinstance(config.get(k), int) and config[k] > 0), None)
+    ctx = (context if isinstance(context, int) and context > 0 else min(DEFAULT_CONTEXT, maximum or DEFAULT_CONTEXT)) \
+        if per_token else None
+    check_memory(folder, weights, per_token * (ctx or 0), ctx)
 
 
 def read_json(path: Path) -> dict:

@@ -7,6 +7,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from roots_edge.errors import TaskError
+
 from .base import check_text as _check_text
 from .generation import generate_ids, stream_text
 from .sampling import GenerationConfig
@@ -59,11 +61,23 @@ class EdgeModel:
         self._owner = None      # the stream whose tokens the backend's KV cache holds, if any
 
 
+    def _require(self, task: str, verb: str) -> None:
+        have = getattr(self.backend, "task", None)
+        if have is None or have == task:
+            return
+        kind = {"causal-lm": "a text generator (causal LM)", "classification": "a classifier",
+                "embedding": "an embedding model"}.get(have, f"a {have} model")
+        use = {"causal-lm": "run / generate()", "classification": "predict / classify()",
+               "embedding": "embed()"}.get(have, "another verb")
+        hint = "" if task == "causal-lm" else "; a classifier comes from `roots-edge finetune MODEL --data rows.csv`"
+        raise TaskError(f"{self.path} is {kind}: it cannot {verb} (use {use}){hint}")
+
     # ------------------------------------------------------------------ text generation
     def generate(self, prompt: str, max_new_tokens: int = 64, *, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (), truncate: bool = False,
                  stream: bool = False):
         """The continuation of `prompt` (a str), or with `stream=True` an iterator of text pieces."""
+        self._require("causal-lm", "generate")
         _check_text(prompt)
         cfg = GenerationConfig(max_new_tokens, temperature, top_k, top_p, seed, tuple(stop), truncate)
         if stream:
@@ -78,6 +92,7 @@ class EdgeModel:
         end-of-turn tokens. A str, or with `stream=True` an iterator of text pieces."""
         from .chat import check_messages, no_template_error, render
 
+        self._require("causal-lm", "chat")
         facts = self.backend.chat_facts()
         template = chat_template or facts.template
         if not template:
@@ -103,6 +118,7 @@ class EdgeModel:
     # ------------------------------------------------------------------ encoders and raw access
     def classify(self, texts: str | Sequence[str]):
         """{"label", "score", "scores"} per text (batched)."""
+        self._require("classification", "classify")
         single = isinstance(texts, str)
         batch = [_check_text(t) for t in ([texts] if single else texts)]
         with self._lock:

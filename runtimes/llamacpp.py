@@ -26,7 +26,7 @@ from roots_edge.errors import BackendError, ContextOverflowError
 from roots_edge.manifest import Manifest
 
 from .base import (DEFAULT_CONTEXT, ENCODER_MAX_TOKENS, GGUF_MAGIC, Backend, RuntimeLoadError, artifact_task,
-                   choose_context, kv_cache_info)
+                   check_memory, choose_context, kv_cache_info)
 
 DECODE_BATCH = 512  # tokens per llama_decode call (llama.cpp's and llama-cpp-python's default batch)
 
@@ -273,6 +273,10 @@ class LlamaCppBackend(Backend, format="gguf"):
         else:
             ctx = choose_context(context, self.max_context, self.path.name)
             batch = min(ctx, DECODE_BATCH)
+        h = self.header
+        per_token = 2 * (h["layers"] or 0) * (h["kv_heads"] or 0) * (h["head_dim"] or 0) * (4 if exact else 2)
+        check_memory(self.path, self.path.stat().st_size, 0 if self.encoder else per_token * ctx,
+                     None if self.encoder else ctx)
         try:
             # swa_full=False: sliding-window layers keep only their window (+ one batch) of KV, as llama.cpp's own
             # tools do; llama-cpp-python asks for the full context there. Safe because this backend never rolls

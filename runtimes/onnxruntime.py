@@ -22,6 +22,7 @@ import numpy as np
 from roots_edge.manifest import Manifest
 
 from .base import (Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, choose_context, encode_batch,
+                   planned_memory,
                    kv_cache_info, mean_pool)
 from .machine import INT8_KERNELS, int8_kernel_class
 
@@ -120,6 +121,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         model_file = check_model_file(self.folder, path.name if path.suffix == ".onnx" else MODEL_FILE)
         self.placement = place("onnxruntime", device)
         providers = list(dict.fromkeys([self.placement.setting, "CPUExecutionProvider"]))
+        planned_memory(self.folder, [model_file, self.folder / DATA_FILE], context, 4)
         try:
             self.session = ort.InferenceSession(str(model_file), session_options(threads), providers=providers)
         except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, ... for one meaning

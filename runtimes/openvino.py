@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import (Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, choose_context, encode_batch,
-                   kv_cache_info, mean_pool)
+                   kv_cache_info, mean_pool, planned_memory)
 
 MODEL_XML = "openvino_model.xml"
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -63,6 +63,7 @@ class OpenVinoBackend(Backend, format="openvino"):
         self.folder = path.parent if path.suffix == ".xml" else path
         xml, weights = check_ir(self.folder, path.name if path.suffix == ".xml" else MODEL_XML)
         self.placement = place("openvino", device)
+        planned_memory(self.folder, [weights], context, 4 if exact else 1)
         core = ov.Core()
         try:
             model = core.read_model(str(xml), str(weights))

@@ -24,6 +24,7 @@ COMMANDS = {
     "prune": ("compress", "prune", "Prune heads, KV groups, FFN channels, layers, hidden width: a smaller dense model."),
     "distill": ("compress", "distill", "Distill a teacher into a student (LM logits, soft labels or embeddings)."),
     "compress": ("compress", "compress", "Run a compression recipe: finetune, prune, distill, export, bench, report."),
+    "bundle": ("deploy", "bundle", "Bundle artifacts with the runtime and wheels for a device (Raspberry Pi ...)."),
 }
 
 

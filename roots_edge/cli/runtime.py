@@ -45,9 +45,10 @@ def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop,
     """Stream the continuation of PROMPT from ARTIFACT (GGUF, ONNX, OpenVINO or a model folder)."""
     def go():
         model = _load(artifact, device, threads, context)
+        pieces = model.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                seed=seed, stop=stop, truncate=truncate, stream=True)
         click.echo(prompt, nl=False)
-        for piece in model.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                    seed=seed, stop=stop, truncate=truncate, stream=True):
+        for piece in pieces:
             click.echo(piece, nl=False)
             sys.stdout.flush()
         click.echo()

@@ -66,3 +66,59 @@ def test_devices_lists_cpu_for_every_backend():
     r = CliRunner().invoke(main, ["devices", "--json"])
     table = json.loads(r.output)
     assert all(table[b]["cpu"] for b in ("onnxruntime", "openvino", "llamacpp", "torch"))
+
+
+def test_verbs_the_model_does_not_offer_are_one_line_errors(artifacts):
+    """predict on a decoder, run on a classifier: the task is named with the verb to use, no traceback."""
+    dec, clf = artifacts
+    r = CliRunner().invoke(main, ["predict", str(dec), "some text"])
+    assert r.exit_code == 1 and "is a text generator (causal LM): it cannot classify (use run" in r.output
+    r = CliRunner().invoke(main, ["run", str(clf), "-p", "Hi"])
+    assert r.exit_code == 1 and "is a classifier: it cannot generate (use predict" in r.output
+    assert "Hi" not in r.stdout.split("Error")[0]         # nothing was printed as if generation had begun
+    from roots_edge.errors import TaskError
+
+    with pytest.raises(TaskError, match="cannot chat"):
+        load(clf).chat("hello")
+
+
+@pytest.mark.parametrize("which", ["dec", "clf"])
+def test_a_model_that_does_not_fit_is_refused_before_loading(artifacts, which, monkeypatch):
+    """The runtime compares weights (+ the KV cache at the chosen context) with the memory left, and says what
+    to do; ROOTS_EDGE_AVAILABLE_MEMORY plays a smaller device."""
+    from roots_edge.runtimes.base import available_memory
+
+    art = dict(zip(("dec", "clf"), artifacts))[which]
+    monkeypatch.setenv("ROOTS_EDGE_AVAILABLE_MEMORY", "20M")
+    assert available_memory() == 20 * 2**20
+    r = CliRunner().invoke(main, ["run", str(art), "-p", "Hi", "--context", "64"] if which == "dec"
+                           else ["predict", str(art), "Hi"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert "needs about" in r.output and "only 20.0 MB is available" in r.output
+    if which == "dec":
+        assert "at a context of 64 tokens" in r.output and "smaller --context" in r.output
+    monkeypatch.setenv("ROOTS_EDGE_AVAILABLE_MEMORY", "8G")
+    assert load(art).info()["path"]
+    monkeypatch.setenv("ROOTS_EDGE_AVAILABLE_MEMORY", "lots")
+    r = CliRunner().invoke(main, ["predict", str(art), "Hi"])
+    assert r.exit_code == 1 and "ROOTS_EDGE_AVAILABLE_MEMORY='lots' is not a size" in r.output
+
+
+def test_memory_check_counts_the_kv_cache_of_every_backend(tiny_llama, texts_jsonl, tmp_path, monkeypatch):
+    """GGUF, ONNX and OpenVINO decoders: the need grows with the context by the KV cache's bytes per token."""
+    import re
+
+    from roots_edge.errors import RuntimeLoadError
+
+    src = load_source(tiny_llama, calibration=texts_jsonl)
+    for target in ("gguf-f16", "onnx-fp32", "openvino-fp32"):
+        monkeypatch.delenv("ROOTS_EDGE_AVAILABLE_MEMORY", raising=False)
+        export(src, target, tmp_path / target)
+        monkeypatch.setenv("ROOTS_EDGE_AVAILABLE_MEMORY", "1M")
+        needs = []
+        for ctx in (32, 128):
+            with pytest.raises(RuntimeLoadError, match=f"at a context of {ctx} tokens") as err:
+                load(tmp_path / target, context=ctx)
+            number, unit = re.search(r"KV cache ([\d.,]+) (KB|MB)", str(err.value)).groups()
+            needs.append(float(number.replace(",", "")) * (1024 if unit == "MB" else 1))
+        assert needs[1] == pytest.approx(4 * needs[0], rel=0.05), (target, needs)
