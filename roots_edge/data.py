@@ -108,30 +108,67 @@ def stdlib_topics() -> tuple["Labeled", "Labeled"]:
     return train, test
 
 
+def read_text(path: Path) -> str:
+    """A user's text file as UTF-8 (a leading BOM is dropped); any other encoding is a DataError naming the
+    file, the first bad byte and the fix."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); save it as "
+                        f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}`") from None
+
+
+def _csv_rows(path: Path, delimiter: str = ",") -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a CSV/TSV file read as UTF-8."""
+    import io
+
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+    if not reader.fieldnames:
+        raise DataError(f"{path} is empty: expected a header row naming the columns (e.g. text,label), then rows")
+    return list(reader.fieldnames), rows
+
+
+def _jsonl_rows(path: Path) -> list[dict]:
+    rows = []
+    for i, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{i}: each JSONL row must be an object like {{\"text\": ...}}, not "
+                            f"{type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
 def _read_docs(path: Path) -> list[str]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        docs = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "text" not in row:
-                raise DataError(f"{path}:{i}: each JSONL row needs a 'text' field")
-            docs.append(str(row["text"]))
-        return docs
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "text" not in reader.fieldnames:
-                raise DataError(f"{path}: a CSV corpus needs a 'text' column; found {reader.fieldnames}")
-            return [row["text"] for row in reader]
+        rows = _jsonl_rows(path)
+        for i, row in enumerate(rows, 1):
+            if "text" not in row:
+                raise DataError(f"{path}: JSONL row {i} has no 'text' field (fields: {sorted(row)[:8]})")
+        return [str(row["text"]) for row in rows]
+    if suffix in (".csv", ".tsv"):
+        names, rows = _csv_rows(path, _delimiter(path))
+        if "text" not in names:
+            raise DataError(f"{path}: a CSV corpus needs a 'text' column; found {names}")
+        return [row["text"] or "" for row in rows]
     # plain text: paragraphs separated by blank lines are documents
-    text = path.read_text(encoding="utf-8")
-    return [p.strip() for p in text.split("\n\n")]
+    return [p.strip() for p in read_text(path).split("\n\n")]
 
 
 def read_corpus(paths: Sequence[str | Path]) -> Corpus:
@@ -192,18 +229,10 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
     if not path.is_file():
         raise DataError(f"labeled data file {path} does not exist; give a CSV or JSONL with "
                         f"'{text_column}' and '{label_column}'")
-    rows: list[dict]
     if path.suffix.lower() == ".jsonl":
-        rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+        rows = _jsonl_rows(path)
     elif path.suffix.lower() in {".csv", ".tsv"}:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+        rows = _csv_rows(path, _delimiter(path))[1]
     else:
         raise DataError(f"{path}: labeled data must be .csv, .tsv or .jsonl")
     if not rows:
@@ -216,16 +245,46 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
     return check_labeled([str(r[text_column]) for r in rows], [r[label_column] for r in rows])
 
 
-def looks_labeled(path: str | Path, label_column: str = "label") -> bool:
-    """True when a CSV/JSONL file carries a label column (then finetuning means classification)."""
+def columns(path: str | Path) -> list[str] | None:
+    """The column (field) names of a CSV/TSV/JSONL file (its header, or its first row's fields); None for
+    other files (plain text has no columns)."""
     path = Path(path)
     if path.suffix.lower() == ".jsonl":
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                return label_column in json.loads(line)
-        return False
+        rows = _jsonl_rows(path)
+        return sorted(rows[0]) if rows else []
     if path.suffix.lower() in {".csv", ".tsv"}:
-        with path.open(newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
-        return label_column in header
-    return False
+        return _csv_rows(path, _delimiter(path))[0]
+    return None
+
+
+def finetune_kind(path: str | Path, text_column: str = "text", label_column: str = "label",
+                  label_given: bool = False) -> str:
+    """"classification" or "causal-lm" for `finetune --data path`, decided from the file's columns, and a clear
+    error where the intent is ambiguous: a named --label-column that is missing, or a table with extra columns
+    but no label column (silently finetuning a language model on it would ignore the user's labels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist; give a CSV or JSONL with '{text_column}' (and "
+                        f"'{label_column}' for a classifier), or a .txt file")
+    found = columns(path)
+    if found is None:
+        if label_given:
+            raise DataError(f"{path} is plain text: it has no columns, so --label-column {label_column!r} cannot "
+                            f"apply; give a CSV/JSONL with '{text_column}' and '{label_column}' columns")
+        return "causal-lm"
+    if label_column in found:
+        return "classification"
+    if label_given:
+        raise DataError(f"{path} has no column {label_column!r} (named by --label-column); its columns are "
+                        f"{found}")
+    extra = [c for c in found if c != text_column]
+    if extra:
+        raise DataError(f"{path} has columns {found} but no {label_column!r}: to train a classifier, name the label "
+                        f"column with --label-column (one of {extra}); to finetune the language model on the "
+                        f"text, give a file with only a {text_column!r} column")
+    return "causal-lm"
+
+
+def looks_labeled(path: str | Path, label_column: str = "label") -> bool:
+    """True when a CSV/JSONL file carries a label column (then finetuning means classification)."""
+    return label_column in (columns(path) or [])

@@ -41,6 +41,10 @@ class OutputExistsError(RootsEdgeError):
     """An output path that already exists and was not allowed to be overwritten."""
 
 
+class OutputPathError(RootsEdgeError):
+    """An output path that cannot be written: under a file, in a read-only or unwritable folder."""
+
+
 # ---- the runtime's errors: runtimes/ import these (this module imports nothing, so no torch either)
 class RuntimeLoadError(RootsEdgeError):
     """An artifact that cannot be opened: missing, truncated, corrupt or of an unknown format."""

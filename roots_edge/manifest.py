@@ -3,7 +3,7 @@
     m = Manifest.read(folder)            # None when the folder has no manifest (a foreign artifact)
     m.precision, m.source.task, m.verification.passed, m.verification.cpu, m.quantization
 
-A leaf: imports nothing of roots-edge. The JSON keeps its flat layout; format-specific sections (`opset`,
+A leaf: imports only roots_edge.errors. The JSON keeps its flat layout; format-specific sections (`opset`,
 `inputs`, `quantization`, `gguf`, ...) stay top-level keys and are kept in `details`.
 """
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from .errors import CorruptModelError
 
 FILE = "manifest.json"
 SCHEMA = 3  # 2: `schema`, `exporter_revision`, `verification.cpu` are written; 3: `quant`
@@ -89,7 +91,16 @@ class Manifest:
     @classmethod
     def read(cls, folder: str | Path) -> "Manifest | None":
         path = Path(folder) / FILE
-        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            return cls.from_dict(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:   # JSONDecodeError, UnicodeDecodeError too
+            raise CorruptModelError(f"{path} is not a readable manifest ({exc}); the artifact is damaged: export it "
+                                    f"again or copy it again") from None
 
     def write(self, folder: str | Path) -> None:
         (Path(folder) / FILE).write_text(json.dumps(self.to_dict(), indent=2, default=str))

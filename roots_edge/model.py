@@ -63,11 +63,12 @@ class LanguageModel:
             return self._finetune_lm(texts, progress=progress, **kwargs)
         from .classifier import FinetuneConfig, finetune_classifier
         from .data import check_labeled
+        from .recipes import settings
         from .spec import ModelSpec
 
+        cfg = settings(FinetuneConfig, kwargs, "finetune")
         data = check_labeled(texts, labels)
-        clf, metrics = finetune_classifier(self.model, self.tokenizer, self.spec, data,
-                                           FinetuneConfig(**kwargs), progress=progress)
+        clf, metrics = finetune_classifier(self.model, self.tokenizer, self.spec, data, cfg, progress=progress)
         self.record.setdefault("history", []).append({"kind": "finetune-classification", "from": str(self.path),
                                                       "metrics": metrics})
         self.model = clf
@@ -80,12 +81,14 @@ class LanguageModel:
         import math
 
         from .data import Corpus
-        from .recipes import TrainConfig
+        from .recipes import TrainConfig, settings
         from .train import TokenStream, stream_nll, train_lm
 
         if not self.spec.is_decoder or self.spec.task != "causal-lm":
             raise UnsupportedModelError("finetuning on plain text needs a causal LM (Llama); "
                                         "for an encoder give labels to train a classifier")
+        settings(TrainConfig, {"steps": steps, "lr": lr, "seed": seed} | ({"seq_len": seq_len} if seq_len else {}),
+                 "finetune")
         texts = [t for t in texts if isinstance(t, str) and t.strip()]
         if not texts:
             raise DataError("no text to finetune on")

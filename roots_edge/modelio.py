@@ -32,8 +32,16 @@ def weight_files(folder: Path) -> list[Path]:
     return [single] if single.is_file() else []
 
 
+# Bits per element of every dtype the safetensors format defines (its reader refuses any other name).
+SAFETENSORS_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
+                    "F8_E5M2FNUZ": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16,
+                    "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64}
+
+
 def verify_safetensors(path: Path) -> dict:
-    """Parse a safetensors header and check that the file holds every byte it promises."""
+    """Parse a safetensors header and check that the file holds every byte it promises: every length and offset
+    read from the file is bounded by the file's size before it is used, every tensor's byte range matches its
+    dtype and shape, and the ranges end exactly at the end of the file."""
     size = path.stat().st_size
     hint = "re-export or re-download it"
     with path.open("rb") as f:
@@ -42,16 +50,60 @@ def verify_safetensors(path: Path) -> dict:
             raise CorruptModelError(f"{path} is {size} bytes: too short to be a safetensors file; {hint}")
         n = int.from_bytes(head, "little")
         if n <= 0 or n > min(size - 8, 100 << 20):
-            raise CorruptModelError(f"{path} is not a safetensors file (header length {n}); {hint}")
+            raise CorruptModelError(f"{path} is not a safetensors file (header length {n:,}, file {size:,} bytes); "
+                                    f"{hint}")
         try:
             header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CorruptModelError(f"{path} has a corrupt safetensors header; {hint}") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, RecursionError):          # JSONDecodeError, UnicodeDecodeError, absurd nesting
+            raise CorruptModelError(f"{path} has a corrupt safetensors header (not JSON); {hint}") from None
+    if not isinstance(header, dict):
+        raise CorruptModelError(f"{path} has a corrupt safetensors header (a JSON {type(header).__name__}, "
+                                f"not an object); {hint}")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CorruptModelError(f"{path} has a corrupt safetensors header (__metadata__ must map names to "
+                                f"strings); {hint}")
+    ranges = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        problem = _tensor_entry_problem(entry)
+        if problem:
+            raise CorruptModelError(f"{path} has a corrupt safetensors header: tensor {name[:80]!r} {problem}; {hint}")
+        ranges.append((*entry["data_offsets"], name))
+    end = 0
+    for begin, stop, name in sorted(ranges):      # the tensors tile the data: no gap, no overlap
+        if begin != end:
+            raise CorruptModelError(f"{path} has a corrupt safetensors header: tensor {name[:80]!r} starts at "
+                                    f"byte {begin:,} of the data, the previous tensor ends at {end:,}; {hint}")
+        end = stop
     if 8 + n + end != size:
         raise CorruptModelError(f"{path} is truncated or corrupt: its header promises {8 + n + end:,} bytes, "
                                 f"the file has {size:,}; {hint}")
     return header
+
+
+def _tensor_entry_problem(entry) -> str | None:
+    """What is wrong with one tensor's header entry ({"dtype", "shape", "data_offsets"}), or None."""
+    if not isinstance(entry, dict):
+        return f"is a JSON {type(entry).__name__}, not an object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(dtype, str):
+        return f"has dtype {dtype!r}"
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        return f"has shape {str(shape)[:80]} (expected a list of non-negative integers)"
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        return f"has data_offsets {str(offsets)[:80]} (expected [begin, end], 0 <= begin <= end)"
+    bits = SAFETENSORS_BITS.get(dtype)
+    if bits is None:
+        return f"has dtype {dtype[:20]!r}, not a safetensors dtype"
+    count = 1
+    for d in shape:
+        count *= d
+    if count * bits != 8 * (offsets[1] - offsets[0]):
+        return f"has {offsets[1] - offsets[0]:,} bytes for {dtype} of shape {shape} ({count * bits / 8:,g} expected)"
+    return None
 
 
 def check_folder(folder: Path) -> ModelSpec:
@@ -164,10 +216,19 @@ def load_hf_tokenizer(folder: Path):
     import transformers
 
     config = Path(folder) / "tokenizer_config.json"
-    declared = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
-    if declared in GENERIC_TOKENIZERS and (Path(folder) / "tokenizer.json").is_file():
-        return transformers.TokenizersBackend.from_pretrained(folder)
-    return transformers.AutoTokenizer.from_pretrained(folder)
+    try:
+        declared = json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") if config.is_file() else None
+    except (ValueError, AttributeError):
+        raise CorruptModelError(f"{config} is not a JSON object; the model folder is damaged: copy or download "
+                                f"it again") from None
+    try:
+        if declared in GENERIC_TOKENIZERS and (Path(folder) / "tokenizer.json").is_file():
+            return transformers.TokenizersBackend.from_pretrained(folder)
+        return transformers.AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:       # tokenizers, json and transformers each raise their own classes
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise CorruptModelError(f"{folder}: its tokenizer (tokenizer.json / tokenizer_config.json) could not be "
+                                f"read ({first}); copy or download the folder again") from None
 
 
 def save_folder(model, tokenizer, out: Path, record: dict | None = None, *, overwrite: bool = False) -> Path:

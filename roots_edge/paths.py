@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import stat
@@ -55,7 +56,8 @@ def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    remove_stale(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-{os.getpid()}-", dir=final.parent))
     os.chmod(tmp, 0o777 & ~umask())
     try:
         yield tmp
@@ -72,6 +74,35 @@ def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale(final: Path) -> list[Path]:
+    """Delete the `.tmp-<name>-<pid>-*` siblings of `final` that a killed run left (their process is gone), so
+    that an interrupted export costs nothing but a rerun. A live process's folder is left alone."""
+    removed = []
+    prefix = f".tmp-{final.name}-"
+    for tmp in final.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = tmp.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":   # Windows: signal 0 is CTRL_C_EVENT, not a probe; keep the folder
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True                       # someone else's process, or we cannot tell: keep its folder
+    return True
 
 
 def _readable(folder: Path) -> None:
@@ -94,7 +125,8 @@ def atomic_file(final: Path) -> Iterator[Path]:
     under the usual umask) rather than mkstemp's 0600."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
+    remove_stale(final)
+    fd, name = tempfile.mkstemp(prefix=f".tmp-{final.name}-{os.getpid()}-", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~umask())

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import NotAModelError, UnsupportedModelError
+from .errors import CorruptModelError, NotAModelError, UnsupportedModelError
 
 @dataclass(frozen=True)
 class Family:
@@ -147,7 +147,24 @@ def read_spec(folder: str | Path) -> ModelSpec:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise NotAModelError(f"{cfg_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise CorruptModelError(f"{cfg_path} is not UTF-8 text: the file is damaged; copy or download it "
+                                f"again") from None
+    if not isinstance(cfg, dict):
+        raise CorruptModelError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not the object a model config "
+                                f"is ({{\"model_type\": ..., \"hidden_size\": ...}})")
+    for key in SIZE_KEYS:
+        value = cfg.get(key)
+        if value is not None and (type(value) is not int or value <= 0):
+            raise CorruptModelError(f"{cfg_path}: {key} = {value!r}; expected a positive integer")
     try:
         return ModelSpec.from_hf_config(cfg, where=str(cfg_path))
     except KeyError as exc:
         raise NotAModelError(f"{cfg_path} lacks the key {exc.args[0]!r}; is this a complete model config?") from None
+    except (ValueError, TypeError, AttributeError, ZeroDivisionError) as exc:
+        raise CorruptModelError(f"{cfg_path} has a value of the wrong kind ({exc}); is it a Hugging Face model "
+                                f"config?") from None
+
+
+SIZE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "num_key_value_heads", "head_dim", "max_position_embeddings")

@@ -33,6 +33,14 @@ def detect_format(path: str | Path) -> str:
         return "onnx"
     if (p / "config.json").is_file() and any(p.glob("*.safetensors")):
         return "torch"
+    from roots_edge.manifest import Manifest
+
+    manifest = Manifest.read(p)
+    missing = [f.name for f in manifest.files if not (p / f.name).is_file()] if manifest else []
+    if missing:
+        raise RuntimeLoadError(f"{p} is an exported artifact ({manifest.target or 'see manifest.json'}) with files "
+                               f"missing: {', '.join(missing[:4])} (listed in manifest.json). The copy is incomplete: "
+                               f"copy the artifact again or export it again")
     raise RuntimeLoadError(f"{p} holds no model roots-edge can run: expected a .gguf file, model.onnx, "
                            "openvino_model.xml or a Hugging Face folder (config.json + model.safetensors)")
 

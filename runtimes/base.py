@@ -14,6 +14,7 @@ import numpy as np
 
 from roots_edge.errors import RuntimeLoadError, TextInputError
 from roots_edge.manifest import Manifest
+from roots_edge.paths import home, sha256_file, write_text_atomic
 
 from .chat import folder_template
 
@@ -28,7 +29,13 @@ def load_tokenizer(folder: Path):
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
         raise RuntimeLoadError(f"{folder} has no tokenizer.json")
-    return plain_tokenizer(Tokenizer.from_file(str(path)))
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:     # tokenizers raises a bare Exception for any unreadable file
+        raise RuntimeLoadError(f"{path} is not a tokenizer the tokenizers library can read "
+                               f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}); export "
+                               f"the artifact again or copy it again") from None
+    return plain_tokenizer(tok)
 
 
 def plain_tokenizer(tok):
@@ -75,14 +82,69 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
 
 
-def check_sizes_against_manifest(folder: Path, hint: str) -> None:
-    """A cheap truncation check: every file the export's manifest lists must still have its recorded size."""
+VERIFY_ENV = "ROOTS_EDGE_VERIFY"
+VERIFY_MODES = ("changed", "always", "off")
+STAMPS_KEPT = 2000
+
+
+def _stamps_path() -> Path:
+    return home() / "verified-files.json"
+
+
+def _read_stamps() -> dict:
+    try:
+        stamps = json.loads(_stamps_path().read_text())
+        return stamps if isinstance(stamps, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stamps(stamps: dict) -> None:
+    try:
+        kept = dict(list(stamps.items())[-STAMPS_KEPT:])
+        write_text_atomic(_stamps_path(), json.dumps(kept))
+    except OSError:
+        pass            # a read-only cache only costs the next load a hash
+
+
+def check_files_against_manifest(folder: Path, hint: str) -> None:
+    """Every file the export's manifest lists must still be the file that was exported and verified: present,
+    of its recorded size, and of its recorded sha256 (a weight overwritten in place keeps its size). Hashing
+    costs ~0.16 s per 250 MB here, several times that on a Pi, so by default (`ROOTS_EDGE_VERIFY=changed`) a file
+    is hashed once and then again only when its size, mtime or inode changes (stamps in the cache folder);
+    `always` hashes on every load, `off` checks sizes only."""
+    folder = Path(folder)
     manifest = Manifest.read(folder)
-    for entry in manifest.files if manifest else []:
-        f = Path(folder) / entry.name
-        if f.is_file() and f.stat().st_size != entry.bytes:
-            raise RuntimeLoadError(f"{f} has {f.stat().st_size:,} bytes; the manifest records {entry.bytes:,}: "
+    if manifest is None:
+        return
+    mode = os.environ.get(VERIFY_ENV, "changed")
+    if mode not in VERIFY_MODES:
+        raise RuntimeLoadError(f"{VERIFY_ENV}={mode!r}: expected one of {', '.join(VERIFY_MODES)}")
+    stamps = _read_stamps() if mode == "changed" else {}
+    changed = False
+    for entry in manifest.files:
+        f = folder / entry.name
+        if not f.is_file():
+            raise RuntimeLoadError(f"{f} is missing; {folder / 'manifest.json'} lists it as part of the artifact. "
+                                   f"{hint}")
+        st = f.stat()
+        if st.st_size != entry.bytes:
+            raise RuntimeLoadError(f"{f} has {st.st_size:,} bytes; the manifest records {entry.bytes:,}: "
                                    f"the file is truncated or was replaced; {hint}")
+        if mode == "off" or not entry.sha256:
+            continue
+        key, stamp = f"{st.st_dev}:{st.st_ino}", [st.st_size, st.st_mtime_ns, entry.sha256]
+        if stamps.get(key) == stamp:
+            continue
+        if sha256_file(f) != entry.sha256:
+            raise RuntimeLoadError(f"{f} is not the file that was exported: its sha256 differs from the one in "
+                                   f"{folder / 'manifest.json'} (the file was corrupted or overwritten in place); "
+                                   f"{hint}")
+        stamps.pop(key, None)
+        stamps[key] = stamp
+        changed = True
+    if changed and mode == "changed":
+        _write_stamps(stamps)
 
 
 MAX_TEXT_CHARS = 100_000
@@ -144,6 +206,14 @@ class FolderMeta:
         bos = generation.get("bos_token_id", self.config.get("bos_token_id"))
         self.bos_id = bos if isinstance(bos, int) else None
         self.chat_template = folder_template(folder)
+        vocab = self.tok.get_vocab_size() if self.tok is not None else None
+        for name, ids in (("eos_token_id", self.eos_ids), ("bos_token_id", {self.bos_id} - {None})):
+            bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool) or i < 0
+                   or (vocab is not None and i >= vocab)]
+            if bad:
+                within = f"a token of the tokenizer's {vocab:,}-token vocabulary" if vocab else "a token id"
+                raise RuntimeLoadError(f"{folder}: {name} {bad[0]!r} (config.json / generation_config.json) is not "
+                                       f"{within}; the artifact is damaged: export it again")
 
     def _pad_id(self, folder: Path) -> int:
         """config.json's pad id (a Llama classifier finds its last token by it), else the tokenizer's."""
@@ -257,7 +327,19 @@ def planned_memory(folder: Path, weight_files: Sequence[Path], context: int | No
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+    """A JSON object beside the model ({} when the file is absent); a damaged file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:                      # JSONDecodeError, UnicodeDecodeError
+        raise RuntimeLoadError(f"{path} is not valid JSON ({str(exc)[:120]}); the artifact is damaged: export it "
+                               f"again or copy it again") from None
+    if not isinstance(data, dict):
+        raise RuntimeLoadError(f"{path} holds a JSON {type(data).__name__}, not an object; the artifact is damaged:"
+                               f" export it again or copy it again")
+    return data
 
 
 class Backend:

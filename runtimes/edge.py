@@ -10,7 +10,7 @@ import numpy as np
 from roots_edge.errors import TaskError
 
 from .base import check_text as _check_text
-from .generation import generate_ids, stream_text
+from .generation import finite, generate_ids, stream_text
 from .sampling import GenerationConfig
 
 class _StreamSession:
@@ -122,7 +122,8 @@ class EdgeModel:
         single = isinstance(texts, str)
         batch = [_check_text(t) for t in ([texts] if single else texts)]
         with self._lock:
-            logits = np.asarray(self.backend.classify_logits(batch), dtype=np.float64)   # (N, C)
+            logits = finite(np.asarray(self.backend.classify_logits(batch), dtype=np.float64), self.backend,
+                            "class scores")   # (N, C)
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         labels = self.backend.labels
@@ -134,7 +135,12 @@ class EdgeModel:
         single = isinstance(texts, str)
         batch = [_check_text(t) for t in ([texts] if single else texts)]
         with self._lock:
-            out = np.asarray(self.backend.embed(batch), dtype=np.float32)
+            try:
+                out = self.backend.embed(batch)
+            except NotImplementedError as exc:      # a classifier exported with its logits only, a decoder
+                raise TaskError(f"{self.path} cannot embed text: {exc}; export the base encoder (without a "
+                                f"classification head) for embeddings") from None
+            out = finite(np.asarray(out, dtype=np.float32), self.backend, "embeddings")
         return out[0] if single else out
 
     def logits(self, text_or_ids) -> np.ndarray:

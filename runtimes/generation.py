@@ -9,7 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
-from roots_edge.errors import ContextOverflowError, GenerationError
+from roots_edge.errors import BackendError, ContextOverflowError, GenerationError
 
 from .sampling import GenerationConfig, Sampler
 
@@ -31,13 +31,24 @@ def fit_prompt(ids: list[int], context_length: int, cfg: GenerationConfig,
     return ids, min(cfg.max_new_tokens, context_length - len(ids))
 
 
+def finite(values: np.ndarray, backend, what: str) -> np.ndarray:
+    """`values`, or a clear error when a model produced NaN or infinity (corrupt weights, an overflowing kernel)
+    instead of letting them pass as an answer."""
+    if not np.isfinite(values).all():
+        where = getattr(backend, "folder", None) or getattr(backend, "path", None) or "the model"
+        raise BackendError(f"{where} produced non-finite {what} (NaN or infinity): its weights are corrupt or a "
+                           f"kernel overflowed, so no answer it gives can be trusted. Export the artifact again; "
+                           f"if it recurs, try another precision (e.g. fp16 or int8 instead of int4)")
+    return values
+
+
 def generate_ids(backend, ids: list[int], cfg: GenerationConfig) -> Iterator[int]:
     ids, budget = fit_prompt(ids, backend.context_length, cfg, getattr(backend, "max_context", None))
     sampler = Sampler(cfg)
     backend.reset()
     logits = backend.forward(np.asarray(ids, dtype=np.int64))
     for step in range(budget):
-        token = sampler(logits)
+        token = sampler(finite(logits, backend, "logits"))
         if (token in backend.eos_ids or token in cfg.stop_ids) and not cfg.ignore_eos:
             return
         yield token

@@ -26,7 +26,7 @@ from roots_edge.errors import BackendError, ContextOverflowError
 from roots_edge.manifest import Manifest
 
 from .base import (DEFAULT_CONTEXT, ENCODER_MAX_TOKENS, GGUF_MAGIC, Backend, RuntimeLoadError, artifact_task,
-                   check_memory, choose_context, kv_cache_info)
+                   check_files_against_manifest, check_memory, choose_context, kv_cache_info)
 
 DECODE_BATCH = 512  # tokens per llama_decode call (llama.cpp's and llama-cpp-python's default batch)
 
@@ -262,6 +262,7 @@ class LlamaCppBackend(Backend, format="gguf"):
         from .devices import place
 
         self.path = find_gguf(path)
+        check_files_against_manifest(self.path.parent, "re-export the artifact or copy it again")
         self.header = read_header(self.path)
         self.encoder = self.header["architecture"] == "bert"
         self.max_context = self.header["context_length"] or DEFAULT_CONTEXT
@@ -294,7 +295,13 @@ class LlamaCppBackend(Backend, format="gguf"):
         self.n_ctx, self.n_batch = self.llm.n_ctx(), self.llm.n_batch
         self.n_vocab = self.llm.n_vocab()
         self.context_length = min(ctx, self.n_ctx)   # llama.cpp rounds n_ctx up (to 256) past what was asked
-        self.eos_ids = {t for t in (self.llm.token_eos(),) if t >= 0}
+        for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+            raw = self.llm.metadata.get(key)
+            if raw is not None and not (raw.lstrip("-").isdigit() and 0 <= int(raw) < self.n_vocab):
+                self.llm.close()
+                raise RuntimeLoadError(f"{self.path}: {key} = {raw} is not a token of its {self.n_vocab:,}-token "
+                                       f"vocabulary; the file is corrupt: re-export it")
+        self.eos_ids = {t for t in (self.llm.token_eos(),) if 0 <= t < self.n_vocab}
         pooling = llama_cpp.llama_pooling_type(self.llm.ctx)
         self.rank = self.encoder and pooling == llama_cpp.LLAMA_POOLING_TYPE_RANK
         self.mean = self.encoder and pooling == llama_cpp.LLAMA_POOLING_TYPE_MEAN

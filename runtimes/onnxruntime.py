@@ -21,9 +21,8 @@ import numpy as np
 
 from roots_edge.manifest import Manifest
 
-from .base import (Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, choose_context, encode_batch,
-                   planned_memory,
-                   kv_cache_info, mean_pool)
+from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
+                   encode_batch, kv_cache_info, mean_pool, planned_memory)
 from .machine import INT8_KERNELS, int8_kernel_class
 
 MODEL_FILE = "model.onnx"
@@ -101,7 +100,7 @@ def check_model_file(folder: Path, name: str = MODEL_FILE) -> Path:
         raise RuntimeLoadError(f"{folder} has no {name}: it is not an ONNX artifact; {_HINT}")
     if path.stat().st_size == 0:
         raise RuntimeLoadError(f"{path} is empty (0 bytes); {_HINT}")
-    check_sizes_against_manifest(folder, _HINT)
+    check_files_against_manifest(folder, _HINT)
     return path
 
 

@@ -16,8 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import (Backend, FolderMeta, RuntimeLoadError, check_sizes_against_manifest, choose_context, encode_batch,
-                   kv_cache_info, mean_pool, planned_memory)
+from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
+                   encode_batch, kv_cache_info, mean_pool, planned_memory)
 
 MODEL_XML = "openvino_model.xml"
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -42,7 +42,7 @@ def check_ir(folder: Path, xml_name: str = MODEL_XML) -> tuple[Path, Path]:
         raise RuntimeLoadError(f"{xml} is corrupt (not valid XML: {exc}); {_HINT}") from None
     if root.tag != "net":
         raise RuntimeLoadError(f"{xml} is XML but not an OpenVINO IR (root <{root.tag}>, expected <net>); {_HINT}")
-    check_sizes_against_manifest(folder, _HINT)
+    check_files_against_manifest(folder, _HINT)
     return xml, weights
 
 

@@ -23,10 +23,14 @@ class GenerationConfig:
     def __post_init__(self):
         if self.max_new_tokens < 0:
             raise GenerationError(f"max_new_tokens must be >= 0; got {self.max_new_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise GenerationError(f"temperature >= 0, 0 < top_p <= 1 and top_k >= 0 are required; got temperature "
-                                  f"{self.temperature}, top_p {self.top_p}, top_k {self.top_k}")
-        self.stop = tuple(self.stop)
+        if not self.temperature >= 0 or self.temperature == float("inf") or not 0 < self.top_p <= 1 \
+                or self.top_k < 0:                    # `not x >= 0`: NaN fails too (it would act as greedy)
+            raise GenerationError(f"a finite temperature >= 0, 0 < top_p <= 1 and top_k >= 0 are required; got "
+                                  f"temperature {self.temperature}, top_p {self.top_p}, top_k {self.top_k}")
+        self.stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise GenerationError(f"stop strings must be non-empty text (an empty one would end every reply at "
+                                  f"once); got {list(self.stop)}")
 
 
 class Sampler:

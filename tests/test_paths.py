@@ -68,3 +68,26 @@ def test_privately_written_files_inside_an_artifact_become_readable(tmp_path):
     assert mode(tmp_path / "artifact" / "sub") == 0o755
     assert mode(tmp_path / "artifact" / "sub" / "weights.bin") == 0o644
     assert mode(tmp_path / "artifact" / "run.sh") == 0o744          # executable stays the owner's only
+
+
+def test_a_killed_runs_leftovers_are_removed_by_the_next_write(tmp_path):
+    """`.tmp-<name>-<pid>-*` of a process that is gone is removed; a live process's (ours) and other names stay."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(done.stdout)
+    final = tmp_path / "gguf-q4"
+    stale = tmp_path / f".tmp-gguf-q4-{dead}-abc123"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "model.gguf").write_bytes(b"GGUF" + bytes(64))       # a complete-looking file inside
+    stale_file = tmp_path / f".tmp-gguf-q4-{dead}-f00"
+    stale_file.write_text("half")
+    live = tmp_path / f".tmp-gguf-q4-{os.getpid()}-zzz"
+    live.mkdir()
+    other = tmp_path / f".tmp-gguf-q8-{dead}-abc"
+    other.mkdir()
+    with atomic_dir(final) as tmp:
+        (tmp / "x").write_text("done")
+    assert not stale.exists() and not stale_file.exists()
+    assert live.exists() and other.exists() and (final / "x").read_text() == "done"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import click
 
@@ -10,6 +12,27 @@ model_option = click.option("-m", "--model", "model", default=None, metavar="MOD
 download_option = click.option("--download", is_flag=True,
                                help="Allow fetching a Hugging Face Hub id (only when online).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def check_output(output: str | Path, force: bool, option: str = "--output") -> Path:
+    """`output` as a Path once it is known to be writable, checked before any expensive work: it must not exist
+    (unless `force`), and the nearest folder that does exist on its way must be a folder this user can write."""
+    from roots_edge.errors import OutputExistsError, OutputPathError
+
+    out = Path(output).expanduser()
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; choose another {option} or pass --force")
+    if str(output).strip() == "":
+        raise OutputPathError(f"{option} is empty; give a folder to write")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{option} {out}: {parent} is a file, not a folder; choose another {option}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{option} {out}: the folder {parent} is not writable by this user (or is on a "
+                              f"read-only file system); choose another {option}")
+    return out
 
 
 def echo_json(data) -> None:

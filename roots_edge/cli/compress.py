@@ -5,19 +5,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json
-
-
-def _check_output(output: str, force: bool) -> Path:
-    from roots_edge.errors import OutputExistsError
-
-    out = Path(output)
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another --output or pass --force")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise click.UsageError(f"--output {out}: the folder {parent} does not exist")
-    return out
+from .common import check_output, echo_json
 
 
 @click.command()
@@ -44,7 +32,7 @@ def prune(model, heads, kv_heads, ffn, layers, hidden, multiple_of, calibration,
     cfg = PruneConfig(heads=heads, kv_heads=kv_heads, ffn=ffn, layers=parse_layers(layers), hidden=hidden,
                       multiple_of=multiple_of)
     cfg.check()
-    out = _check_output(output, force)
+    out = check_output(output, force)
     texts = text_data(calibration, "train") if calibration else None
     lm = LanguageModel.from_pretrained(model)
     small = lm.prune(cfg, texts, progress=not quiet)
@@ -95,7 +83,7 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
     options = dict(steps=steps, lr=lr, batch_size=batch_size, seq_len=seq_len, temperature=temperature, alpha=alpha,
                    top_k=top_k, embed_loss=embed_loss, seed=seed)
     DistillConfig(**options).check()
-    out = _check_output(output, force)
+    out = check_output(output, force)
     t = LanguageModel.from_pretrained(teacher)
     s = LanguageModel.from_pretrained(student)
     ckpt = out.parent / f".{out.name}.checkpoint"
@@ -136,5 +124,6 @@ def compress(model, recipe, output, force, quiet):
     from roots_edge.compress import load_compress_recipe, run_recipe
 
     r = load_compress_recipe(recipe)
+    check_output(output, force)
     report = run_recipe(model, r, Path(output), force=force, progress=not quiet, log=click.echo)
     click.echo(f"report: {Path(output) / 'report.md'} ({report['seconds']:.0f} s)")

@@ -7,7 +7,7 @@ import click
 
 from roots_edge.deploy import PLATFORMS
 
-from .common import echo_json
+from .common import check_output, echo_json
 
 
 @click.command()
@@ -24,9 +24,7 @@ def bundle(artifacts, platform_name, output, tar, python, no_measure, force, as_
     """Bundle ARTIFACTS for a device: copy the folder (or tarball) over, ./install.sh offline, ./run."""
     from roots_edge.deploy import bundle as make_bundle
 
-    parent = Path(output).resolve().parent
-    if not parent.is_dir():
-        raise click.UsageError(f"--output {output}: the folder {parent} does not exist")
+    check_output(output, force)
     info = make_bundle([Path(a) for a in artifacts], platform_name, Path(output), python=python, tar=tar,
                        force=force, measure=not no_measure,
                        log=lambda msg: click.echo(msg, err=True))

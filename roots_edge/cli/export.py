@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .common import download_option, echo_json
+from .common import check_output, download_option, echo_json
 
 
 class TargetType(click.ParamType):
@@ -77,6 +77,8 @@ def export(model, targets, output, calibration, data_free, group_size, method, t
     taken = [str(d) for d in dests if d.exists()]
     if taken and not force:
         raise OutputExistsError(f"{', '.join(taken)} already exist(s); choose another --output or pass --force")
+    for dest in dests:
+        check_output(dest, force)
     classes = parse_classes(tensors)
     lm = LanguageModel.from_pretrained(model, allow_download=download)
     # every target's settings are checked before the first export starts
@@ -104,11 +106,9 @@ def import_cmd(gguf_file, output, force):
     weights, config, tokenizer and chat template, which every export target takes."""
     import json
 
-    from roots_edge.errors import OutputExistsError
     from roots_edge.importer import import_gguf
 
-    if Path(output).exists() and not force:
-        raise OutputExistsError(f"{output} already exists; choose another --output or pass --force")
+    check_output(output, force)
     out = import_gguf(Path(gguf_file), Path(output), overwrite=force, log=lambda m: click.echo(m, err=True))
     record = json.loads((out / "roots_edge.json").read_text())
     parity = record["tokenizer_parity"]

@@ -1,11 +1,10 @@
 """`roots-edge train` and `roots-edge finetune`."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
+from click.core import ParameterSource
 
-from .common import download_option, echo_json
+from .common import check_output, download_option, echo_json
 
 
 @click.command()
@@ -23,7 +22,6 @@ from .common import download_option, echo_json
 def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, force, quiet):
     """Pretrain a Llama-architecture causal LM from a RECIPE (resumes an interrupted run)."""
     from roots_edge.pretrain import build_from_recipe
-    from roots_edge.errors import OutputExistsError
     from roots_edge.fit import init_distributed
     from roots_edge.recipes import load_recipe
 
@@ -36,9 +34,8 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
                                 ("train", "seed", seed), ("tokenizer", "vocab_size", vocab_size)]:
         if value is not None:
             setattr(getattr(r, section), key, value)
-    out = Path(output)
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another --output or pass --force")
+    r.check(f"{recipe} with the command-line overrides")
+    out = check_output(output, force)
     build_from_recipe(r, out, progress=not quiet, restart=restart, overwrite=force)
 
 
@@ -49,29 +46,27 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
 @click.option("-o", "--output", type=click.Path(), required=True, help="Model folder to write.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True, help="Classifier: maximum epochs (early stopping).")
-@click.option("--steps", type=int, default=200, show_default=True, help="Causal LM: training steps.")
-@click.option("--lr", type=float, help="Learning rate (default depends on the model).")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Classifier: maximum epochs (early stopping).")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Causal LM: training steps.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate (default depends on the model).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @download_option
 def finetune(model, data, output, text_column, label_column, epochs, steps, lr, force, quiet, download):
     """Finetune MODEL (default: the embedded default) on --data and save it to --output."""
-    from roots_edge.data import looks_labeled, read_corpus, read_labeled
-    from roots_edge.errors import OutputExistsError
+    from roots_edge.data import finetune_kind, read_corpus, read_labeled, stdlib_topics
     from roots_edge.model import LanguageModel
 
-    out = Path(output)
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another --output or pass --force")
+    out = check_output(output, force)
+    label_given = click.get_current_context().get_parameter_source("label_column") is not ParameterSource.DEFAULT
+    # the data is read and checked before the model is loaded: a wrong file fails in a second, not after loading
+    if data == "stdlib-topics":
+        kind, rows = "classification", stdlib_topics()[0]
+    else:
+        kind = finetune_kind(data, text_column, label_column, label_given)
+        rows = read_labeled(data, text_column, label_column) if kind == "classification" else read_corpus([data])
     lm = LanguageModel.from_pretrained(model, allow_download=download)
-    if data == "stdlib-topics" or looks_labeled(data, label_column):
-        if data == "stdlib-topics":
-            from roots_edge.data import stdlib_topics
-
-            rows = stdlib_topics()[0]
-        else:
-            rows = read_labeled(data, text_column, label_column)
+    if kind == "classification":
         kwargs = {"epochs": epochs} | ({"lr": lr} if lr else {})
         metrics = lm.finetune(rows.texts, rows.labels, progress=not quiet, **kwargs)
         click.echo(f"labels: {lm.spec.labels}")
@@ -79,9 +74,8 @@ def finetune(model, data, output, text_column, label_column, epochs, steps, lr, 
             if split in metrics:
                 click.echo(f"{split}: accuracy {metrics[split]['accuracy']:.4f}, macro-F1 {metrics[split]['macro_f1']:.4f}")
     else:
-        corpus = read_corpus([data])
         kwargs = {"steps": steps} | ({"lr": lr} if lr else {})
-        metrics = lm.finetune(corpus.documents, progress=not quiet, **kwargs)
+        metrics = lm.finetune(rows.documents, progress=not quiet, **kwargs)
         echo_json(metrics)
     lm.save_pretrained(out, overwrite=force)
     click.echo(f"saved {out}")
