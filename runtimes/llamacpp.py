@@ -188,7 +188,7 @@ def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
             vtype = cur.uint(4)
             keep = key in (ARCHITECTURE, ALIGNMENT, FILE_TYPE, CHAT_TEMPLATE) or key.endswith(DIMENSION_KEYS)
             meta[key] = _value(cur, vtype, keep and vtype in (ValueType.STRING, ValueType.UINT32, ValueType.UINT64))
-        end = 0
+        end = elements = 0
         for _ in range(n_tensors):
             cur.string()
             n_dims = cur.uint(4)
@@ -203,17 +203,18 @@ def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
             for d in dims:
                 n *= d
             end = max(end, offset + n // block * type_size)
+            elements += n
         align = meta.get(ALIGNMENT) or DEFAULT_ALIGNMENT
         data_start = -(-cur.pos // align) * align
-        meta["tensors"] = n_tensors
+        meta["tensors"], meta["elements"] = n_tensors, elements
     except (EOFError, ValueError, KeyError) as exc:
         raise RuntimeLoadError(f"{path} is truncated or corrupt ({size:,} bytes: {exc}); {hint}") from None
     return data_start, end, meta
 
 
 def read_header(path: Path) -> dict:
-    """Check that `path` is a complete GGUF file; return {architecture, tensors, bytes, context_length, layers,
-    kv_heads, head_dim}.
+    """Check that `path` is a complete GGUF file; return {architecture, tensors, elements (weights in all tensors),
+    tensor_bytes, bytes, context_length, layers, kv_heads, head_dim, ...}.
 
     llama.cpp can abort the whole process on some malformed files, so the header is walked here
     first (with gguf-py's constants; its `GGUFReader` is ~100x slower on a 30k-token vocabulary).
@@ -233,7 +234,8 @@ def read_header(path: Path) -> dict:
     arch = meta.get(ARCHITECTURE)
     dim = {suffix: meta.get(f"{arch}{suffix}") for suffix in DIMENSION_KEYS}
     heads = dim[".attention.head_count"] or 1
-    return {"architecture": arch, "file_type": meta.get(FILE_TYPE), "tensors": meta["tensors"], "bytes": size,
+    return {"architecture": arch, "file_type": meta.get(FILE_TYPE), "tensors": meta["tensors"],
+            "elements": meta["elements"], "tensor_bytes": end, "bytes": size,
             "chat_template": meta.get(CHAT_TEMPLATE), "context_length": dim[".context_length"],
             "layers": dim[".block_count"] or 0,
             "kv_heads": dim[".attention.head_count_kv"] or heads,

@@ -60,6 +60,9 @@ def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens
         raise click.ClickException(str(exc)) from None
     text = {"md": to_markdown, "csv": to_csv, "json": to_json}[fmt](result)
     click.echo(text)
+    if fmt != "md":                      # the markdown table carries them itself
+        for warning in result["warnings"]:
+            click.echo(f"warning: {warning}", err=True)
     if output:
         write_text_atomic(Path(output), text)
     if plot:

@@ -8,9 +8,11 @@ text against the reference model's logits on the same token ids.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,18 +46,96 @@ def weight_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in files)
 
 
+def parameter_count(path: Path) -> int | None:
+    """Weights of the model in an artifact or model folder (tied tensors once), from what is on disk: the
+    manifest (export size and bits per weight), a GGUF header's tensor shapes, or safetensors headers; None for a
+    foreign ONNX / OpenVINO folder."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    manifest = Manifest.read(folder) if p.is_dir() else None
+    if manifest is not None and manifest.bits_per_weight > 0 and manifest.size_bytes:
+        return round(8 * manifest.size_bytes / manifest.bits_per_weight)
+    ggufs = [p] if p.suffix == ".gguf" else sorted(p.glob("*.gguf")) if p.is_dir() else []
+    if len(ggufs) == 1:
+        from ..llamacpp import read_header
+
+        return read_header(ggufs[0])["elements"] or None
+    shards = sorted(folder.glob("*.safetensors")) if p.is_dir() else []
+    if shards:
+        from roots_edge.modelio import verify_safetensors
+
+        count = 0
+        for shard in shards:
+            for name, entry in verify_safetensors(shard).items():
+                if name != "__metadata__":
+                    count += int(np.prod(entry["shape"], dtype=np.int64))
+        return count or None
+    return None
+
+
+# ------------------------------------------------------------------------------------------ machine load
+BUSY_WARN = 0.10     # others' share of all cores above which a row's figures are flagged as untrustworthy
+
+
+def cpu_busy_seconds() -> float | None:
+    """CPU-seconds all processes have spent busy on every core so far (steal time counts: a neighbour VM took
+    it), or None where it cannot be read."""
+    try:
+        import psutil
+
+        t = psutil.cpu_times()._asdict()
+    except ImportError:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        hz = os.sysconf("SC_CLK_TCK")
+        return (user + nice + system + irq + softirq + steal) / hz
+    not_busy = ("idle", "iowait", "guest", "guest_nice")   # guest time is already inside user on Linux
+    return sum(v for k, v in t.items() if k not in not_busy)
+
+
+def own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def others_share(busy0: float | None, busy1: float | None, ours: float, wall: float) -> float | None:
+    """The share of all cores (0..1) that other processes kept busy over a window of `wall` seconds, given the
+    machine's busy CPU-seconds at both ends and the CPU-seconds our own processes used in between."""
+    if busy0 is None or busy1 is None or wall <= 0:
+        return None
+    cores = os.cpu_count() or 1
+    return round(min(1.0, max(0.0, (busy1 - busy0 - ours) / (wall * cores))), 3)
+
+
+def idle_load(seconds: float = 1.0) -> float | None:
+    """Others' share of the machine while this process only waits (before a row)."""
+    busy0, own0, t0 = cpu_busy_seconds(), own_cpu_seconds(), time.perf_counter()
+    time.sleep(seconds)
+    return others_share(busy0, cpu_busy_seconds(), own_cpu_seconds() - own0, time.perf_counter() - t0)
+
+
 def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], texts: list[str]) -> dict:
-    """Measure one artifact in a fresh process; logits / probabilities come back in an .npz."""
+    """Measure one artifact in a fresh process; logits / probabilities come back in an .npz. Also measures how
+    busy the rest of the machine was, just before and during the run (`machine_load`)."""
     with tempfile.TemporaryDirectory() as tmp:
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"path": str(path), "kind": kind, "cfg": asdict(cfg), "ids": ids, "texts": texts,
                                    "out": str(Path(tmp) / "out.npz")}))
+        before = idle_load()
+        busy0, own0, t0 = cpu_busy_seconds(), own_cpu_seconds(), time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "roots_edge.runtimes.bench.worker", str(job)],
                               capture_output=True, text=True)
+        wall, busy1 = time.perf_counter() - t0, cpu_busy_seconds()
         if proc.returncode != 0:
             raise BenchError(f"benchmarking {path} failed:\n{proc.stderr.strip()[-2000:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         arrays = dict(np.load(Path(tmp) / "out.npz"))
+    ours = own_cpu_seconds() - own0 + result.pop("cpu_seconds", 0.0)
+    result["machine_load"] = {"before": before, "during": others_share(busy0, busy1, ours, wall)}
     result["_arrays"] = arrays
     return result
 
@@ -116,11 +196,14 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
         ids = [tok.encode(t).ids[: cfg.prompt_tokens] for t in texts]
         ids = [i for i in ids if len(i) > 8]
     jobs = ([(reference, True)] if reference else []) + [(Path(p), False) for p in paths]
-    rows, ref_arrays = [], None
+    rows, ref_arrays, parameters = [], None, {}     # one parameter count for every row: comparable bits/weight
     for path, is_ref in tqdm(jobs, desc="bench", disable=not progress, unit="artifact"):
         res = run_worker(path, kind, cfg, ids, texts)
         arrays = res.pop("_arrays")
         res.update(artifact=str(path), reference=is_ref, format=detect_format(path), size_bytes=weight_bytes(path))
+        params = parameters.setdefault("n", None) or parameter_count(path)
+        parameters["n"] = parameters["n"] or params
+        res["bits_per_weight"] = round(8 * res["size_bytes"] / params, 3) if params else None
         if kind == "decoder":
             logits = [arrays[f"logits{i}"] for i in range(len(ids))]
             if is_ref:
@@ -138,7 +221,12 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
         if kind == "decoder" and r.get("tg_tps"):
             # 4 significant digits: a small model can use well under 0.01% of the bandwidth, not 0
             r["bandwidth_use"] = float(f"{r['size_bytes'] * r['tg_tps'] / bw:.4g}")
-    return {"kind": kind, "machine": machine, "config": asdict(cfg), "rows": rows}
+    warnings = [f"{Path(r['artifact']).name}: other processes kept {100 * share:.0f}% of the machine's CPU busy "
+                f"{when} this row; its figures cannot be trusted, run it again on a quiet machine"
+                for r in rows for when, share in (("just before", r["machine_load"]["before"]),
+                                                  ("during", r["machine_load"]["during"]))
+                if share is not None and share > BUSY_WARN]
+    return {"kind": kind, "machine": machine, "config": asdict(cfg), "rows": rows, "warnings": warnings}
 
 
 def _kind(path: Path) -> str:

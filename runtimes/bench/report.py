@@ -15,12 +15,23 @@ def _pm(pair) -> str:
     return f"{pair[0]:.1f} ± {pair[1]:.1f}" if isinstance(pair, list) else "-"
 
 
+def _load(row: dict) -> str:
+    """Other processes' share of the machine just before / during the row, flagged when past the threshold."""
+    from .harness import BUSY_WARN
+
+    load = row.get("machine_load") or {}
+    shares = [load.get("before"), load.get("during")]
+    text = " / ".join("-" if v is None else f"{100 * v:.0f}" for v in shares)
+    return text + (" (busy!)" if any(v is not None and v > BUSY_WARN for v in shares) else "")
+
+
 def columns(result: dict) -> list[tuple[str, callable]]:
     cfg = result["config"]
     f = lambda key, fmt: (lambda r: format(r[key], fmt) if r.get(key) is not None else "-")  # noqa: E731
     common = [("artifact", _name), ("format", f("format", "")), ("precision", f("precision", "")),
-              ("size MB", lambda r: f"{r['size_bytes'] / 1e6:.2f}"), ("load s", f("load_s", ".3f")),
-              ("peak RSS MB", f("peak_rss_mb", ".0f"))]
+              ("size MB", lambda r: f"{r['size_bytes'] / 1e6:.2f}"), ("bits/w", f("bits_per_weight", ".2f")),
+              ("load s", f("load_s", ".3f")), ("peak RSS MB", f("peak_rss_mb", ".0f")),
+              ("others' CPU %", _load)]
     if result["kind"] == "decoder":
         pp, tg = f"pp{cfg['prompt_tokens']}", f"tg{cfg['gen_tokens']}"
         return common + [(f"{pp} t/s", lambda r: _pm(r[pp])), (f"{tg} t/s", lambda r: _pm(r[tg])),
@@ -49,6 +60,7 @@ def to_markdown(result: dict) -> str:
     lines = [f"machine: {machine_line(result)}", "",
              "| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fn(r) for _, fn in cols) + " |" for r in result["rows"]]
+    lines += [""] + [f"warning: {w}" for w in result.get("warnings", [])] if result.get("warnings") else []
     return "\n".join(lines)
 
 
@@ -76,17 +88,20 @@ def plot(result: dict, out: Path) -> Path:
     rows = result["rows"]
     names = [_name(r) for r in rows]
     if result["kind"] == "decoder":
-        speed, speed_label = [r["tg_tps"] for r in rows], f"generation tg{result['config']['gen_tokens']} (tokens/s)"
+        tg = f"tg{result['config']['gen_tokens']}"
+        speed, speed_label = [r["tg_tps"] for r in rows], f"generation {tg} (tokens/s, mean ± sd)"
+        spread = [r[tg][1] if isinstance(r.get(tg), list) else 0.0 for r in rows]
         key, quality_label = "top1", "top-1 agreement with the reference"
         if not any(key in r for r in rows):  # no reference: perplexity is what was measured
             key, quality_label = "perplexity", "perplexity on held-out text (lower is better)"
     else:
-        speed, speed_label = [r["latency_ms_p50"] for r in rows], "latency p50 at batch 1 (ms, lower is better)"
+        speed, speed_label = [r["latency_ms_p50"] for r in rows], "latency at batch 1 (ms, p50 to p90; lower is better)"
+        spread = [[0.0] * len(rows), [max(0.0, r["latency_ms_p90"] - r["latency_ms_p50"]) for r in rows]]
         key, quality_label = "agreement", "label agreement with the reference"
     # rows without the figure (the reference itself, or no reference) get no bar, never a made-up one
     measured = [(n, r[key]) for n, r in zip(names, rows) if r.get(key) is not None]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2))
-    a.barh(names, speed, color="#3b7dd8")
+    a.barh(names, speed, xerr=spread, color="#3b7dd8", ecolor="#333333", capsize=3)
     a.set_xlabel(speed_label)
     b.barh([n for n, _ in measured], [v for _, v in measured], color="#4caf50")
     b.set_xlabel(quality_label)

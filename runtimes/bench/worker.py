@@ -5,6 +5,7 @@ Prints one JSON line; logits (decoders) or class probabilities (classifiers) go 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -115,6 +116,9 @@ def main(job_path: str) -> None:
     result.update(load_s=round(load_s, 3), precision=info.get("precision"), backend=info.get("backend"),
                   device=info.get("device"), peak_rss_mb=round(peak_rss_mb(), 1))
     np.savez(job["out"], **arrays)
+    # what this run used: the harness subtracts it from the machine's busy time, the rest is other processes
+    times = os.times()
+    result["cpu_seconds"] = times.user + times.system + times.children_user + times.children_system
     print(json.dumps(result))
 
 

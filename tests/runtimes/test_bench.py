@@ -70,6 +70,16 @@ def _check_machine(machine: dict) -> None:
     assert machine["memory_bandwidth_gbs"] > 0
 
 
+def _check_load(row: dict, warnings: list[str]) -> None:
+    """Others' CPU share before / during the row is measured, and a busy row is warned about by name."""
+    from roots_edge.runtimes.bench.harness import BUSY_WARN
+
+    load = row["machine_load"]
+    assert all(0.0 <= load[k] <= 1.0 for k in ("before", "during")), load
+    busy = max(load.values()) > BUSY_WARN
+    assert busy == any(w.startswith(Path(row["artifact"]).name + ":") for w in warnings), (load, warnings)
+
+
 def test_decoder_json_carries_every_figure(decoder_result, artifacts, tiny_llama):
     r = decoder_result
     assert r["kind"] == "decoder"
@@ -91,6 +101,10 @@ def test_decoder_json_carries_every_figure(decoder_result, artifacts, tiny_llama
         assert row["bandwidth_use"] > 0
         assert row["bandwidth_use"] == pytest.approx(row["size_bytes"] * row["tg_tps"] / bw, rel=1e-2)
         assert 1 < row["perplexity"] < 512 and row["quality_tokens"] > 50  # vocab 512: better than uniform
+        # f32 everywhere, one parameter count for every row (the reference's); a GGUF file also holds the
+        # vocabulary, and the ONNX graph a second copy of the tied embedding as its LM head
+        assert 31.9 < row["bits_per_weight"] < (33 if row is ref else 40), row["bits_per_weight"]
+        _check_load(row, r["warnings"])
     assert gguf["size_bytes"] == next((artifacts / "gguf-f32").glob("*.gguf")).stat().st_size
     assert onnx["size_bytes"] == (artifacts / "onnx-fp32" / "model.onnx").stat().st_size
     assert ref["size_bytes"] == (Path(tiny_llama) / "model.safetensors").stat().st_size
@@ -115,6 +129,8 @@ def test_classifier_json_carries_every_figure(classifier_result, tiny_bert_class
         assert 0 < row["seq_tokens"] <= 128
         assert row["load_s"] > 0 and row["peak_rss_mb"] > 0 and row["size_bytes"] > 0
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["macro_f1"] <= 1
+        assert 31.9 < row["bits_per_weight"] < 34
+        _check_load(row, r["warnings"])
     assert onnx["agreement"] == 1.0 and "agreement" not in ref
     # the same predictions on the labeled rows give the same scores
     assert (onnx["accuracy"], onnx["macro_f1"]) == (ref["accuracy"], ref["macro_f1"])
@@ -143,7 +159,7 @@ def test_markdown_table_file_and_plot(artifacts, tmp_path):
     cells = dict(zip(head, (c.strip() for c in lines[4].strip("|").split("|"))))
     assert (cells["artifact"], cells["format"], cells["precision"]) == ("gguf-f32", "gguf", "F32")
     assert float(cells["tg6 t/s"].split("±")[0]) > 0 and cells["KL"] == "-"  # no reference: no drift figures
-    assert len(lines) == 5
+    assert all(line.startswith("warning: ") for line in lines[6:]) and len(lines) in (5, 6 + len(lines[6:]))
     assert md.read_text().strip() == out.strip()
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
@@ -170,3 +186,31 @@ def test_a_run_past_the_context_fails_clearly(artifacts):
     assert result.exit_code == 1
     assert "pp128 + tg64 = 192 tokens do not fit the context" in result.output and "(128 tokens)" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def busy_machine():
+    """Every core kept busy by other processes for the duration of the test."""
+    import os
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    yield
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_others_cpu_use_is_measured_and_a_busy_machine_is_warned_about(artifacts, busy_machine, tmp_path):
+    from roots_edge.runtimes.bench.harness import idle_load
+
+    assert idle_load(1.0) > 0.6                       # every core busy with someone else's work
+    result = CliRunner().invoke(main, ["bench", str(artifacts / "gguf-f32"), "--no-reference", "--format", "json",
+                                       *FAST, *DECODER])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    (row,) = r["rows"]
+    assert row["machine_load"]["before"] > 0.6 and row["machine_load"]["during"] > 0.3, row["machine_load"]
+    assert r["warnings"] and "gguf-f32: other processes kept" in r["warnings"][0]
+    assert "cannot be trusted" in result.stderr
