@@ -33,8 +33,10 @@ def fit_prompt(ids: list[int], context_length: int, cfg: GenerationConfig,
 
 def finite(values: np.ndarray, backend, what: str) -> np.ndarray:
     """`values`, or a clear error when a model produced NaN or infinity (corrupt weights, an overflowing kernel)
-    instead of letting them pass as an answer."""
-    if not np.isfinite(values).all():
+    instead of letting them pass as an answer. Logits may hold -inf (a masked token) but not NaN, +inf or only
+    -inf: one max() says so (NaN propagates through it), without a temporary the size of the vocabulary."""
+    bad = not np.isfinite(values.max()) if what == "logits" else not np.isfinite(values).all()
+    if bad:
         where = getattr(backend, "folder", None) or getattr(backend, "path", None) or "the model"
         raise BackendError(f"{where} produced non-finite {what} (NaN or infinity): its weights are corrupt or a "
                            f"kernel overflowed, so no answer it gives can be trusted. Export the artifact again; "

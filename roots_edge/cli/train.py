@@ -34,7 +34,7 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
                                 ("train", "seed", seed), ("tokenizer", "vocab_size", vocab_size)]:
         if value is not None:
             setattr(getattr(r, section), key, value)
-    r.check(f"{recipe} with the command-line overrides")
+    r.check(f"recipe {recipe!r} with the command-line overrides")
     out = check_output(output, force)
     build_from_recipe(r, out, progress=not quiet, restart=restart, overwrite=force)
 
