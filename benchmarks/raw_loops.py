@@ -229,7 +229,7 @@ def main(job_path: str) -> None:
 
     job = json.loads(Path(job_path).read_text())
     path, threads, backend = Path(job["path"]), int(job["threads"]), job["backend"]
-    wrapper = load(path, device="cpu", threads=threads)
+    wrapper = load(path, device="cpu", threads=threads, exact=True)   # f32 KV cache, as every raw loop keeps it
     if job["kind"] == "decoder":
         ids, n = job["ids"], int(job["n"])
         raw = DECODERS[backend](path, threads)
