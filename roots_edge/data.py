@@ -263,9 +263,11 @@ def finetune_kind(path: str | Path, text_column: str = "text", label_column: str
     error where the intent is ambiguous: a named --label-column that is missing, or a table with extra columns
     but no label column (silently finetuning a language model on it would ignore the user's labels)."""
     path = Path(path)
+    if path.is_dir() and not label_given:
+        return "causal-lm"                  # a folder of text files: a corpus (read_corpus walks it)
     if not path.is_file():
-        raise DataError(f"data file {path} does not exist; give a CSV or JSONL with '{text_column}' (and "
-                        f"'{label_column}' for a classifier), or a .txt file")
+        raise DataError(f"data file {path} does not exist or is not a file; give a CSV or JSONL with "
+                        f"'{text_column}' (and '{label_column}' for a classifier), or text files for a language model")
     found = columns(path)
     if found is None:
         if label_given:

@@ -68,3 +68,19 @@ def test_missing_label_column(tmp_path):
     p.write_text("text,category\ngood,pos\n")
     with pytest.raises(DataError, match="column 'label' is missing.*--label-column"):
         read_labeled(p)
+
+
+def test_finetune_kind_reads_the_intent_from_the_columns(tmp_path):
+    from roots_edge.data import finetune_kind
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("some text to finetune on")
+    (tmp_path / "rows.csv").write_text("text,label\nx,a\ny,b\n")
+    (tmp_path / "plain.csv").write_text("text\nx\ny\n")
+    (tmp_path / "topic.jsonl").write_text('{"text": "x", "topic": "a"}\n')
+    assert finetune_kind(tmp_path / "corpus") == "causal-lm"            # a folder of text files is a corpus
+    assert finetune_kind(tmp_path / "rows.csv") == "classification"
+    assert finetune_kind(tmp_path / "plain.csv") == "causal-lm"
+    assert finetune_kind(tmp_path / "topic.jsonl", label_column="topic", label_given=True) == "classification"
+    with pytest.raises(DataError, match="no 'label'"):
+        finetune_kind(tmp_path / "topic.jsonl")
