@@ -24,6 +24,17 @@ def prompt_ids(source, text: str):
     return source.tokenizer(text, return_tensors="np")["input_ids"].astype(np.int64)
 
 
+def nan_safetensors(path: Path) -> None:
+    """Overwrite every weight byte of a safetensors file with float32 NaN; the header (sizes, shapes) stays valid."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    span = (len(data) - start) // 4 * 4
+    data[start:start + span] = struct.pack("<f", float("nan")) * (span // 4)
+    path.write_bytes(bytes(data))
+
+
 def gguf_file(folder: Path) -> Path:
     files = sorted(folder.glob("*.gguf"))
     assert len(files) == 1, files

@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from artifacts import nan_safetensors
 from click.testing import CliRunner
 
 from roots_edge.cli import main
@@ -250,12 +251,7 @@ def nan_weights_generate(world, tmp):
     from roots_edge.model import LanguageModel
 
     folder = copy(world, tmp, "model")
-    weights = folder / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    start = 8 + int.from_bytes(data[:8], "little")
-    span = (len(data) - start) // 4 * 4
-    data[start:start + span] = struct.pack("<f", float("nan")) * (span // 4)
-    weights.write_bytes(bytes(data))
+    nan_safetensors(folder / "model.safetensors")
     return (lambda: LanguageModel.from_pretrained(folder).generate(PROMPT, 2)), \
         ["generate", PROMPT, "-m", str(folder), "-n", "2"]
 

@@ -196,13 +196,12 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
         ids = [tok.encode(t).ids[: cfg.prompt_tokens] for t in texts]
         ids = [i for i in ids if len(i) > 8]
     jobs = ([(reference, True)] if reference else []) + [(Path(p), False) for p in paths]
-    rows, ref_arrays, parameters = [], None, {}     # one parameter count for every row: comparable bits/weight
+    rows, ref_arrays, params = [], None, None       # one parameter count for every row: comparable bits/weight
     for path, is_ref in tqdm(jobs, desc="bench", disable=not progress, unit="artifact"):
         res = run_worker(path, kind, cfg, ids, texts)
         arrays = res.pop("_arrays")
         res.update(artifact=str(path), reference=is_ref, format=detect_format(path), size_bytes=weight_bytes(path))
-        params = parameters.setdefault("n", None) or parameter_count(path)
-        parameters["n"] = parameters["n"] or params
+        params = params or parameter_count(path)
         res["bits_per_weight"] = round(8 * res["size_bytes"] / params, 3) if params else None
         if kind == "decoder":
             logits = [arrays[f"logits{i}"] for i in range(len(ids))]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from artifacts import nan_safetensors
 from click.testing import CliRunner
 
 from roots_edge.cli import main
@@ -133,12 +134,7 @@ def test_nan_classifier_weights_are_an_error(exported, tmp_path, monkeypatch):
 def test_nan_embeddings_are_an_error(tiny_bert_classifier, tmp_path):
     """A Hugging Face folder whose safetensors data became NaN (the header intact: it passes every size check)."""
     folder = Path(shutil.copytree(tiny_bert_classifier, tmp_path / "bert"))
-    weights = folder / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    start = 8 + int.from_bytes(data[:8], "little")
-    span = (len(data) - start) // 4 * 4
-    data[start:start + span] = NAN32 * (span // 4)
-    weights.write_bytes(bytes(data))
+    nan_safetensors(folder / "model.safetensors")
     with pytest.raises(BackendError, match="non-finite embeddings"):
         load(folder).embed("a fine day")
 
