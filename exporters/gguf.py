@@ -110,10 +110,11 @@ class GgufExporter(Exporter, format="gguf"):
         return replace(quant, method=method, group_size=None, activations="float")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
-        from .gguf_quant import check_rows, quant_type, quantize, requantize, row_lengths, tensor_report
+        from .gguf_quant import check_rows, quant_type, quantize, quantized_tensors, row_lengths, tensor_report
 
         path = Path(out) / gguf_filename(source, target)
         extra: dict = {}
+        importance = None
         if target.precision in FLOATS:
             write_float(source, path, target.precision)
             qt = None
@@ -123,23 +124,22 @@ class GgufExporter(Exporter, format="gguf"):
             try:
                 written = write_float(source, tmp, "f32")
                 check_rows(row_lengths(written.shapes), qt, options.allow_drift)
-                # llama.cpp's quantizer picks each tensor's type (Q4_K_M's Q6_K rows, fallbacks) and rounds it;
-                # with an importance matrix its kernels round the same tensors again, weighted by it
+                # llama.cpp's quantizer picks each tensor's type (Q4_K_M's Q6_K rows, fallbacks) and rounds it,
+                # weighting each tensor's rounding error by the importance matrix where one was measured
+                # (the same bytes as our own ggml_quantize_chunk pass, `requantize`: tested per type)
                 edges = {"token_embedding": _edge(target.quant, "embeddings"), "output": _edge(target.quant, "output")}
                 importance = self.importance(source, options.calibration) if target.quant.method == "imatrix" \
                     else None
-                if qt.name in NEEDS_IMPORTANCE:       # llama.cpp's own quantizer, mixture and rounding, given it
-                    quantize(tmp, path, qt, options.threads, **edges, importance=importance.values)
-                    extra["importance"] = {**importance.describe(), "applied_by": "llama_model_quantize"}
-                else:
-                    quantize(tmp, path, qt, options.threads, **edges)
-                    if importance is not None:
-                        weighted = requantize(tmp, path, importance.values)
-                        extra["importance"] = {**importance.describe(), "tensors_weighted": weighted,
-                                               "applied_by": "ggml_quantize_chunk"}
+                quantize(tmp, path, qt, options.threads, **edges,
+                         importance=None if importance is None else importance.values)
             finally:
                 tmp.unlink(missing_ok=True)
-        return {"gguf_file": path.name, **tensor_report(path, qt), **extra, "weight_bytes": path.stat().st_size}
+        report = tensor_report(path, qt)
+        if importance is not None:
+            weighted = len(quantized_tensors(path) & importance.values.keys())
+            extra["importance"] = {**importance.describe(), "tensors_weighted": weighted,
+                                   "applied_by": "llama_model_quantize"}
+        return {"gguf_file": path.name, **report, **extra, "weight_bytes": path.stat().st_size}
 
     @staticmethod
     def importance(source: Source, texts: list[str]):

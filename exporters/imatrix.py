@@ -19,7 +19,9 @@ import numpy as np
 from roots_edge.errors import DataError
 
 CHUNK = 512          # tokens per forward pass (llama.cpp's imatrix default context)
-MAX_CHUNKS = 64      # at most 32k tokens: bounds the time (about a minute for a 135M model on 2 cores)
+# At most 8k tokens: on SmolLM2-135M Q4_K_M, 2k / 4k / 8k / 19k calibration tokens gave KL 0.0377 / 0.0384 /
+# 0.0377 / 0.0378 against PyTorch (the same within noise), and the pass costs ~1.1 s per chunk on 2 cores.
+MAX_CHUNKS = 16
 MIN_TOKENS = 256     # below this a channel's mean square rests on too few tokens to rank channels
 
 

@@ -18,8 +18,8 @@ from roots_edge.errors import UnsupportedModelError
 from roots_edge.runtimes.onnxruntime import (ATTENTION_MASK, GENAI_CONFIG, INPUT_IDS, LOGITS, MODEL_FILE, PAST_KEY,
                                              PAST_VALUE, POSITION_IDS, PRESENT_KEY, PRESENT_VALUE, decoder_names)
 
+from .onnx_attention import DOMAIN, fused_attention, fused_decoder_wrapper
 from .onnx_trace import trace_to_onnx
-from .wrappers import decoder_wrapper
 
 # Shapes of the example the trace runs on: a non-empty past, so every shape op is traced as dynamic.
 EXAMPLE_BATCH, EXAMPLE_PAST, EXAMPLE_NEW = 2, 3, 5
@@ -42,7 +42,8 @@ def export_decoder(model, spec, path: Path, opset: int) -> None:
             POSITION_IDS: {0: "batch", 1: "sequence"}, LOGITS: {0: "batch", 1: "sequence"}}
     axes.update({name: {0: "batch", 2: "past_sequence"} for name in inputs[3:]})
     axes.update({name: {0: "batch", 2: "total_sequence"} for name in outputs[1:]})
-    trace_to_onnx(decoder_wrapper(model), model, example, path, inputs, outputs, axes, opset)
+    trace_to_onnx(fused_decoder_wrapper(model), model, example, path, inputs, outputs, axes, opset,
+                  attention=fused_attention, custom_opsets={DOMAIN: 1})
 
 
 def genai_config(spec, generation: dict, threads: int | None = None) -> dict:
@@ -77,8 +78,8 @@ def genai_config(spec, generation: dict, threads: int | None = None) -> dict:
             "max_length": spec.context_length, "min_length": 0, "do_sample": False, "num_beams": 1,
             "num_return_sequences": 1, "temperature": 1.0, "top_k": 1, "top_p": 1.0, "repetition_penalty": 1.0,
             "length_penalty": 1.0, "no_repeat_ngram_size": 0, "diversity_penalty": 0.0, "early_stopping": True,
-            # a shared past/present buffer needs a GroupQueryAttention graph; this one concatenates
-            "past_present_share_buffer": False,
+            # attention is GroupQueryAttention: past and present may share one buffer of the full length
+            "past_present_share_buffer": True,
         },
     }
 

@@ -26,14 +26,17 @@ def eager_attention(model):
 
 
 def trace_to_onnx(module, model, example: tuple, path: Path, inputs: list[str], outputs: list[str],
-                  axes: dict[str, dict[int, str]], opset: int) -> None:
-    """Trace `module` (a wrapper around the transformers `model`) on `example` into `path`, weights inline."""
+                  axes: dict[str, dict[int, str]], opset: int, attention=eager_attention,
+                  custom_opsets: dict[str, int] | None = None) -> None:
+    """Trace `module` (a wrapper around the transformers `model`) on `example` into `path`, weights inline;
+    `attention(model)`: the context the model runs in (eager attention, or `onnx_attention.fused_attention`)."""
     import torch
 
-    with eager_attention(model), torch.no_grad(), warnings.catch_warnings():
+    with attention(model), torch.no_grad(), warnings.catch_warnings():
         # the tracer warns about every Python branch on a shape inside transformers; they are expected
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
         torch.onnx.export(module, example, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+                          dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
+                          custom_opsets=custom_opsets)

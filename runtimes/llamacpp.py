@@ -189,8 +189,9 @@ def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
             keep = key in (ARCHITECTURE, ALIGNMENT, FILE_TYPE, CHAT_TEMPLATE) or key.endswith(DIMENSION_KEYS)
             meta[key] = _value(cur, vtype, keep and vtype in (ValueType.STRING, ValueType.UINT32, ValueType.UINT64))
         end = elements = 0
+        index = []
         for _ in range(n_tensors):
-            cur.string()
+            name = cur.string()
             n_dims = cur.uint(4)
             if n_dims > MAX_DIMS:
                 raise ValueError(f"a tensor with {n_dims:,} dimensions (ggml has at most {MAX_DIMS})")
@@ -204,9 +205,10 @@ def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
                 n *= d
             end = max(end, offset + n // block * type_size)
             elements += n
+            index.append((name.decode("utf-8", "replace"), qtype, tuple(dims)))
         align = meta.get(ALIGNMENT) or DEFAULT_ALIGNMENT
         data_start = -(-cur.pos // align) * align
-        meta["tensors"], meta["elements"] = n_tensors, elements
+        meta["tensors"], meta["elements"], meta["index"] = n_tensors, elements, index
     except (EOFError, ValueError, KeyError) as exc:
         raise RuntimeLoadError(f"{path} is truncated or corrupt ({size:,} bytes: {exc}); {hint}") from None
     return data_start, end, meta
@@ -214,7 +216,8 @@ def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
 
 def read_header(path: Path) -> dict:
     """Check that `path` is a complete GGUF file; return {architecture, tensors, elements (weights in all tensors),
-    tensor_bytes, bytes, context_length, layers, kv_heads, head_dim, ...}.
+    tensor_bytes, bytes, context_length, layers, kv_heads, head_dim, ..., index: [(name, ggml type, dims
+    innermost first)]}.
 
     llama.cpp can abort the whole process on some malformed files, so the header is walked here
     first (with gguf-py's constants; its `GGUFReader` is ~100x slower on a 30k-token vocabulary).
@@ -235,7 +238,7 @@ def read_header(path: Path) -> dict:
     dim = {suffix: meta.get(f"{arch}{suffix}") for suffix in DIMENSION_KEYS}
     heads = dim[".attention.head_count"] or 1
     return {"architecture": arch, "file_type": meta.get(FILE_TYPE), "tensors": meta["tensors"],
-            "elements": meta["elements"], "tensor_bytes": end, "bytes": size,
+            "elements": meta["elements"], "index": meta["index"], "tensor_bytes": end, "bytes": size,
             "chat_template": meta.get(CHAT_TEMPLATE), "context_length": dim[".context_length"],
             "layers": dim[".block_count"] or 0,
             "kv_heads": dim[".attention.head_count_kv"] or heads,

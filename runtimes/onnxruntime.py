@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from roots_edge.errors import ContextOverflowError
 from roots_edge.manifest import Manifest
 
 from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
@@ -104,6 +105,18 @@ def check_model_file(folder: Path, name: str = MODEL_FILE) -> Path:
     return path
 
 
+def _shares_buffer(folder: Path) -> bool:
+    """Whether the folder's genai_config.json declares past and present KV as one shared buffer (a
+    GroupQueryAttention graph: our exports since revision 4, onnxruntime-genai's model builder)."""
+    import json
+
+    try:
+        config = json.loads((folder / GENAI_CONFIG).read_text())
+        return config["search"]["past_present_share_buffer"] is True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 class OnnxRuntimeBackend(Backend, format="onnx"):
     """One `onnxruntime.InferenceSession` over an artifact folder written by the ONNX exporter."""
 
@@ -147,6 +160,11 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
             self.kv_heads, self.head_dim = int(past.shape[1]), int(past.shape[3])  # (B, kv_heads, past, head_dim)
             self.kv_dtype = _NUMPY[past.type]
         self.cache: list[np.ndarray] | None = None
+        # a GroupQueryAttention graph (genai_config says its past and present may share a buffer): the decode
+        # loop writes each step's keys/values into one preallocated buffer per layer instead of copying the
+        # whole cache into a new, longer array every token
+        self.shared_kv = bool(self.num_layers) and self.placement.device == "cpu" and _shares_buffer(self.folder)
+        self._binding = self._pos = None
 
     @property
     def is_decoder(self) -> bool:
@@ -176,14 +194,47 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
     def reset(self) -> None:
         """Forget the KV cache: the next `forward` starts at position 0."""
         self._require_decoder()
+        if self.shared_kv:
+            self._pos = 0        # the buffers stay: positions past `_pos` are never read
+            return
         self.cache = self.empty_cache()
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         """Append ids to the cached sequence; (V,) float32 logits of the last position."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(1, -1)
+        if self.shared_kv:
+            return self._shared_step(ids)
         if self.cache is None:
             self.reset()
-        logits, self.cache = self.decode_step(np.asarray(ids, dtype=np.int64).reshape(1, -1), self.cache)
+        logits, self.cache = self.decode_step(ids, self.cache)
         return logits[-1]                                                           # (V,)
+
+    def _shared_step(self, ids: np.ndarray) -> np.ndarray:
+        """`forward` over one (1, kv, context, hd) buffer per key / value, bound as both the layer's past and its
+        present: GroupQueryAttention writes the new positions in place (`seqlens_k` tells it where)."""
+        import onnxruntime as ort
+
+        if self._binding is None:
+            binding = self.session.io_binding()
+            for name in self._past_names:                                           # lazily committed zeros
+                buffer = ort.OrtValue.ortvalue_from_numpy(
+                    np.zeros((1, self.kv_heads, self.context_length, self.head_dim), self.kv_dtype))
+                binding.bind_ortvalue_input(name, buffer)
+                binding.bind_ortvalue_output(name.replace("past_key_values.", "present."), buffer)
+            self._binding = binding
+        past, n = self._pos or 0, ids.shape[1]
+        if past + n > self.context_length:
+            raise ContextOverflowError(f"{past} + {n} tokens do not fit the context of {self.context_length} this "
+                                       "model was opened with; open it with a larger context")
+        binding = self._binding
+        binding.bind_output(LOGITS)                     # a fresh (1, T, V) array: T changes between calls
+        binding.bind_cpu_input(INPUT_IDS, ids)                                                   # (1, T)
+        binding.bind_cpu_input(ATTENTION_MASK, np.ones((1, past + n), dtype=np.int64))           # (1, P+T)
+        if POSITION_IDS in self.inputs:
+            binding.bind_cpu_input(POSITION_IDS, np.arange(past, past + n, dtype=np.int64)[None])  # (1, T)
+        self.session.run_with_iobinding(binding)
+        self._pos = past + n
+        return np.asarray(binding.get_outputs()[-1].numpy()[0, -1], dtype=np.float32)           # (V,)
 
     def logits(self, input_ids) -> np.ndarray:
         ids = np.asarray(input_ids, dtype=np.int64).reshape(1, -1)                  # (1, T)

@@ -62,17 +62,49 @@ def test_fp32_prefill_decode_and_padding_match_pytorch(llama, llama_onnx):
         steps.append(logits)
     assert cache[0].shape == (1, llama.spec.num_kv_heads, ids.shape[1], llama.spec.head_dim)
     assert np.abs(np.concatenate(steps) - ref).max() < 1e-4
-    # a left-padded batch of two: the mask is a real input, not baked in from the trace's example
-    short = ids[:, :25]
-    batch = np.stack([ids[0, :35], np.r_[np.full(10, llama.spec.pad_token_id), short[0]]])  # (2, 35)
-    mask = np.stack([np.ones(35, np.int64), np.r_[np.zeros(10, np.int64), np.ones(25, np.int64)]])
-    pos = np.stack([np.arange(35), np.r_[np.zeros(10, np.int64), np.arange(25)]])
+    # a batch of two of different lengths, padded at the end (what GroupQueryAttention takes: each row's tokens
+    # first, `attention_mask` counting them): the mask is a real input, not baked in from the trace's example
+    batch = np.stack([ids[0, :35], np.r_[ids[0, :25], np.full(10, llama.spec.pad_token_id)]])  # (2, 35)
+    mask = np.stack([np.ones(35, np.int64), np.r_[np.ones(25, np.int64), np.zeros(10, np.int64)]])
+    pos = np.stack([np.arange(35), np.r_[np.arange(25), np.zeros(10, np.int64)]])
     feed = {"input_ids": batch, "attention_mask": mask, "position_ids": pos}
     empty = np.zeros((2, backend.kv_heads, 0, backend.head_dim), np.float32)                # (B, kv, 0, hd)
     feed.update({n: empty for n in backend.inputs if n.startswith("past_key_values.")})
     out = backend.session.run(["logits"], feed)[0]                                         # (2, 35, V)
     assert np.abs(out[0] - ref[:35]).max() < 1e-4
-    assert np.abs(out[1, 10:] - ref[:25]).max() < 1e-4
+    assert np.abs(out[1, :25] - ref[:25]).max() < 1e-4
+    ops = set(_ops(llama_onnx["fp32"][0]))
+    assert "GroupQueryAttention" in ops and not ops & {"Softmax", "Expand"}               # one fused node per layer
+
+
+def test_decode_loop_writes_one_shared_kv_buffer_in_place(llama, llama_onnx):
+    """The runtime's loop binds one full-length buffer per key / value as both past and present
+    (GroupQueryAttention writes in place): the same logits as growing the cache by concatenation."""
+    from roots_edge.errors import ContextOverflowError
+    from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    path = llama_onnx["int8"][0]
+    assert json.loads((path / "genai_config.json").read_text())["search"]["past_present_share_buffer"] is True
+    backend = OnnxRuntimeBackend(path, threads=2, context=64)
+    ids = _ids(llama, llama.heldout[0])[0, :40]
+
+    def loop():
+        backend.reset()
+        out = [backend.forward(ids[:30])]
+        out += [backend.forward(ids[t:t + 1]) for t in range(30, 40)]
+        return np.stack(out)                                                               # (11, V)
+
+    assert backend.shared_kv
+    shared, again = loop(), loop()                    # a reset reuses the buffers: stale positions are not read
+    backend.shared_kv = False
+    grown = loop()
+    np.testing.assert_array_equal(shared, grown)
+    np.testing.assert_array_equal(again, grown)
+    backend.shared_kv = True
+    backend.reset()
+    backend.forward(ids[:40])
+    with pytest.raises(ContextOverflowError, match="do not fit the context of 64"):
+        backend.forward(np.r_[ids, ids][:25])
 
 
 def test_greedy_kv_cache_loop_matches_pytorch_generate(llama, llama_onnx):
@@ -122,7 +154,7 @@ def test_int8_is_8bit_weight_blocks_with_the_tied_table_stored_once(llama, llama
     assert len(nbits) == 7 * llama.spec.num_layers + 1                                  # q k v o gate up down; head
     attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nbits]
     assert {(a["bits"], a["block_size"], a["accuracy_level"]) for a in attrs} == {(8, 32, 4)}
-    assert ops.count("MatMul") == 2 * llama.spec.num_layers                               # q·k and attn·v stay float
+    assert ops.count("GroupQueryAttention") == llama.spec.num_layers and "MatMul" not in ops   # attention: float
     assert not {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"} & set(ops)
     q = manifest["quantization"]
     assert q["method"] == "MatMulNBits" and q["bits"] == 8 and q["saturation_free"] and "tied_embeddings" in q
