@@ -107,7 +107,6 @@ def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = Tr
     was done."""
     import onnx
     import torch
-    from onnx import numpy_helper
 
     linears = {name: m for name, m in source.model.named_modules() if isinstance(m, torch.nn.Linear)}
     inits = {t.name: t for t in model.graph.initializer}
@@ -126,15 +125,32 @@ def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = Tr
     hs, tokens = hessians(source, texts, {m: linears[m] for _, m in jobs})
     from tqdm.auto import tqdm
 
-    for node, module in tqdm(jobs, desc="GPTQ", unit="matrix", leave=False, disable=not sys.stderr.isatty()):
-        packed, scales, zeros = gptq_blocks(linears[module].weight, hs[module], block, symmetric)
-        for name, array in ((node.input[1], packed), (node.input[2], scales)):
-            old = inits[name]
-            if tuple(old.dims) != array.shape:
-                raise ValueError(f"{node.name}: GPTQ made {array.shape} for {name}, the graph holds {tuple(old.dims)}")
-            old.CopyFrom(numpy_helper.from_array(array.astype(numpy_helper.to_array(old).dtype), name))
-        if zeros is not None:                                   # MatMulNBits input 3: packed uint8 zero points
-            name = f"{node.input[1]}_zero_points"
-            model.graph.initializer.append(numpy_helper.from_array(zeros, name))
-            node.input.append(name)
+    # matrices that read the same activations (q/k/v, gate/up) share H, and GPTQ treats every output row on
+    # its own: one pass over their stacked rows gives each the codes of its own pass, in one column loop
+    groups: dict[str, list] = {}
+    for node, module in jobs:
+        groups.setdefault(_input_key(module), []).append((node, module))
+    for group in tqdm(groups.values(), desc="GPTQ", unit="group", leave=False, disable=not sys.stderr.isatty()):
+        weights = [linears[module].weight for _, module in group]
+        stacked = gptq_blocks(torch.cat(weights), hs[group[0][1]], block, symmetric)
+        start = 0
+        for (node, _), weight in zip(group, weights):
+            rows = slice(start, start + weight.shape[0])
+            start = rows.stop
+            _write_node(model, inits, node, *(None if a is None else a[rows] for a in stacked))
     return {"matrices": len(jobs), "calibration_tokens": tokens, "percdamp": PERCDAMP, "symmetric": symmetric}
+
+
+def _write_node(model, inits: dict, node, packed, scales, zeros) -> None:
+    """Replace a `MatMulNBits` node's codes and scales (and add its zero points) with GPTQ's."""
+    from onnx import numpy_helper
+
+    for name, array in ((node.input[1], packed), (node.input[2], scales)):
+        old = inits[name]
+        if tuple(old.dims) != array.shape:
+            raise ValueError(f"{node.name}: GPTQ made {array.shape} for {name}, the graph holds {tuple(old.dims)}")
+        old.CopyFrom(numpy_helper.from_array(array.astype(numpy_helper.to_array(old).dtype), name))
+    if zeros is not None:                                       # MatMulNBits input 3: packed uint8 zero points
+        name = f"{node.input[1]}_zero_points"
+        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(zeros), name))
+        node.input.append(name)

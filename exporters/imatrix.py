@@ -79,8 +79,10 @@ def input_statistics(source, texts: list[str], modules: dict[str, object], reduc
             if key in seen:
                 return
             seen.add(key)
-            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
-            sums[key] = sums.get(key, 0) + reduce(x)
+            # reduced in float32 over one chunk (512 tokens; what llama.cpp's imatrix and GPTQ's reference code
+            # do), summed over chunks in float64: a float64 XᵀX of every layer was most of a GPTQ export
+            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).float()
+            sums[key] = sums.get(key, 0) + reduce(x).double()
             counts[key] = counts.get(key, 0) + x.shape[0]
         return collect
 

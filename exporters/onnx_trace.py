@@ -39,4 +39,7 @@ def trace_to_onnx(module, model, example: tuple, path: Path, inputs: list[str], 
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
         torch.onnx.export(module, example, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
-                          custom_opsets=custom_opsets)
+                          custom_opsets=custom_opsets,
+                          # the fused attention's Function has a symbolic: keep the exporter from also inlining its
+                          # traced forward (which fails on one-head models, "Argument passed to at() was not in the map")
+                          autograd_inlining=False)
