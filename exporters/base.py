@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from roots_edge.errors import TargetError, UnsupportedModelError
 
+from .imatrix import MAX_TOKENS
 from .quant import QuantConfig
 
 FORMAT_MODULES = ("onnx", "openvino", "gguf")  # roots_edge.exporters.<name>, imported to fill the registry
@@ -92,6 +93,7 @@ class ExportOptions:
     verify_texts: int = 16          # held-out texts used for verification
     threads: int | None = None
     data_free: bool = False         # --no-calibration: data-free rounding where a format defaults to data-aware
+    calibration_tokens: int = MAX_TOKENS  # tokens the data-aware passes (importance matrix, GPTQ) read at most
 
 
 @dataclass

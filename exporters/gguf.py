@@ -128,8 +128,8 @@ class GgufExporter(Exporter, format="gguf"):
                 # weighting each tensor's rounding error by the importance matrix where one was measured
                 # (the same bytes as our own ggml_quantize_chunk pass, `requantize`: tested per type)
                 edges = {"token_embedding": _edge(target.quant, "embeddings"), "output": _edge(target.quant, "output")}
-                importance = self.importance(source, options.calibration) if target.quant.method == "imatrix" \
-                    else None
+                importance = self.importance(source, options.calibration, options.calibration_tokens) \
+                    if target.quant.method == "imatrix" else None
                 quantize(tmp, path, qt, options.threads, **edges,
                          importance=None if importance is None else importance.values)
             finally:
@@ -142,7 +142,7 @@ class GgufExporter(Exporter, format="gguf"):
         return {"gguf_file": path.name, **report, **extra, "weight_bytes": path.stat().st_size}
 
     @staticmethod
-    def importance(source: Source, texts: list[str]):
+    def importance(source: Source, texts: list[str], max_tokens: int | None = None):
         """The importance matrix of `source` on `texts`, measured once per export run."""
         from .gguf_write import TensorMapper
         from .imatrix import importance_matrix
@@ -151,6 +151,6 @@ class GgufExporter(Exporter, format="gguf"):
             import gguf
 
             mapper = TensorMapper(gguf.MODEL_ARCH[source.spec.traits.gguf_arch.upper()], source.spec.num_layers)
-            return importance_matrix(source, texts, mapper)
+            return importance_matrix(source, texts, mapper, *([max_tokens] if max_tokens else []))
 
-        return source.cached(("imatrix", tuple(texts)), measure)
+        return source.cached(("imatrix", tuple(texts), max_tokens), measure)

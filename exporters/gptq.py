@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from .imatrix import input_statistics
+from .imatrix import MAX_TOKENS, input_statistics
 
 PERCDAMP = 0.01   # dampening: 1% of the mean diagonal of H, the paper's default
 SHARED_INPUT = re.compile(r"\.(q_proj|k_proj|v_proj)$|\.(gate_proj|up_proj)$")
@@ -32,12 +32,12 @@ def _input_key(module_name: str) -> str:
     return module_name[:m.start()] + (".qkv" if m.group(1) else ".gate_up")
 
 
-def hessians(source, texts: list[str], modules: dict[str, object]) -> tuple[dict, int]:
+def hessians(source, texts: list[str], modules: dict[str, object], max_tokens: int = MAX_TOKENS) -> tuple[dict, int]:
     """({module name: H = XᵀX / tokens (float64, in x in)}, tokens) for the given {name: `nn.Linear`}."""
     groups: dict[str, list] = {}
     for name, module in modules.items():
         groups.setdefault(_input_key(name), []).append(module)
-    means, _, tokens = input_statistics(source, texts, groups, lambda x: x.T @ x)
+    means, _, tokens = input_statistics(source, texts, groups, lambda x: x.T @ x, max_tokens)
     return {name: means[_input_key(name)] for name in modules}, tokens
 
 
@@ -101,7 +101,8 @@ def node_module(node_name: str, module_names) -> str | None:
     return max(best, key=len) if best else None
 
 
-def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = True) -> dict:
+def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = True,
+               max_tokens: int = MAX_TOKENS) -> dict:
     """Write GPTQ's codes and scales (and, asymmetric, zero points) into every symmetric 4-bit `MatMulNBits`
     of `model` (an ONNX ModelProto that ONNX Runtime's quantizer produced from `source.model`); returns what
     was done."""
@@ -122,7 +123,7 @@ def apply_gptq(model, source, texts: list[str], block: int, symmetric: bool = Tr
             jobs.append((node, module))
     if not jobs:
         return {"matrices": 0}
-    hs, tokens = hessians(source, texts, {m: linears[m] for _, m in jobs})
+    hs, tokens = hessians(source, texts, {m: linears[m] for _, m in jobs}, max_tokens)
     from tqdm.auto import tqdm
 
     # matrices that read the same activations (q/k/v, gate/up) share H, and GPTQ treats every output row on

@@ -19,9 +19,10 @@ import numpy as np
 from roots_edge.errors import DataError
 
 CHUNK = 512          # tokens per forward pass (llama.cpp's imatrix default context)
-# At most 8k tokens: on SmolLM2-135M Q4_K_M, 2k / 4k / 8k / 19k calibration tokens gave KL 0.0377 / 0.0384 /
-# 0.0377 / 0.0378 against PyTorch (the same within noise), and the pass costs ~1.1 s per chunk on 2 cores.
-MAX_CHUNKS = 16
+# Default token budget (`--calibration-tokens`): 8k. On SmolLM2-135M, Q4_K_M with 2k / 4k / 8k / 19k calibration
+# tokens gave KL 0.0377 / 0.0384 / 0.0377 / 0.0378 against PyTorch (the same within noise); GPTQ (onnx-int4) gains
+# from more (8k: 0.0736 in 48 s; 19k: 0.0684 in 87 s). A chunk costs ~1.1-1.8 s on 2 cores.
+MAX_TOKENS = 16 * CHUNK
 MIN_TOKENS = 256     # below this a channel's mean square rests on too few tokens to rank channels
 
 
@@ -37,10 +38,11 @@ class Importance:
         return {"texts": self.texts, "tokens": self.tokens, "tensors": len(self.values), "chunk": CHUNK}
 
 
-def calibration_chunks(tokenizer, spec, texts: list[str]) -> tuple[list[list[int]], int]:
-    """The calibration texts as token chunks of at most `CHUNK` (the model's context if shorter); (chunks, texts
-    used). Refuses too little text and ids outside the model's vocabulary."""
+def calibration_chunks(tokenizer, spec, texts: list[str], max_tokens: int = MAX_TOKENS) -> tuple[list[list[int]], int]:
+    """The calibration texts as token chunks of at most `CHUNK` (the model's context if shorter), up to about
+    `max_tokens` in all; (chunks, texts used). Refuses too little text and ids outside the model's vocabulary."""
     size = min(CHUNK, spec.context_length or CHUNK)
+    max_chunks = max(1, -(-max_tokens // size))
     sep = [spec.eos_token_id] if spec.eos_token_id is not None else []
     stream: list[int] = []
     used = 0
@@ -49,27 +51,28 @@ def calibration_chunks(tokenizer, spec, texts: list[str]) -> tuple[list[list[int
             continue
         stream += tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] + sep   # chunked below
         used += 1
-        if len(stream) >= size * MAX_CHUNKS:
+        if len(stream) >= size * max_chunks:
             break
     if len(stream) < MIN_TOKENS:
         raise DataError(f"the calibration text is {len(stream)} tokens long; data-aware rounding needs at least "
-                        f"{MIN_TOKENS} (a few paragraphs; it reads up to {size * MAX_CHUNKS:,}). Give a longer "
+                        f"{MIN_TOKENS} (a few paragraphs; it reads up to {size * max_chunks:,}). Give a longer "
                         "--calibration FILE, or --no-calibration for data-free rounding.")
     top = max(stream)
     if top >= spec.vocab_size:
         raise DataError(f"the calibration text tokenizes to id {top}, past the model's vocabulary of "
                         f"{spec.vocab_size}: the tokenizer does not belong to this model")
-    chunks = [stream[i:i + size] for i in range(0, min(len(stream), size * MAX_CHUNKS), size)]
+    chunks = [stream[i:i + size] for i in range(0, min(len(stream), size * max_chunks), size)]
     return [c for c in chunks if len(c) >= min(size, MIN_TOKENS // 2)] or chunks[:1], used
 
 
-def input_statistics(source, texts: list[str], modules: dict[str, object], reduce) -> tuple[dict, int, int]:
+def input_statistics(source, texts: list[str], modules: dict[str, object], reduce,
+                     max_tokens: int = MAX_TOKENS) -> tuple[dict, int, int]:
     """Run `source.model` over the calibration chunks with a hook on each of `modules` ({key: nn.Linear}; one
     key may name several modules that read the same tensor, which is then counted once per forward) and
     average `reduce(x)` over the (tokens, in) activations entering it. Returns ({key: mean}, texts, tokens)."""
     import torch
 
-    chunks, used = calibration_chunks(source.tokenizer, source.spec, texts)
+    chunks, used = calibration_chunks(source.tokenizer, source.spec, texts, max_tokens)
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     seen: set[str] = set()
@@ -110,7 +113,7 @@ def input_statistics(source, texts: list[str], modules: dict[str, object], reduc
     return {key: sums[key] / counts[key] for key in sums}, used, sum(len(c) for c in chunks)
 
 
-def importance_matrix(source, texts: list[str], tensor_name) -> Importance:
+def importance_matrix(source, texts: list[str], tensor_name, max_tokens: int = MAX_TOKENS) -> Importance:
     """Per linear layer, the mean squared input activation per channel over the calibration chunks.
     `tensor_name(hf_weight_name)` gives the GGUF name (the exporter's mapper)."""
     import torch
@@ -125,5 +128,5 @@ def importance_matrix(source, texts: list[str], tensor_name) -> Importance:
             else:
                 name = tensor_name(f"{module_name}.weight")
             modules[name] = module
-    means, used, tokens = input_statistics(source, texts, modules, lambda x: (x * x).sum(0))
+    means, used, tokens = input_statistics(source, texts, modules, lambda x: (x * x).sum(0), max_tokens)
     return Importance({name: v.float().numpy() for name, v in means.items()}, used, tokens)

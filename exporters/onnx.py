@@ -137,7 +137,8 @@ class OnnxExporter(Exporter, format="onnx"):
             if quant.method == "gptq":          # ONNX Runtime's blocks, then GPTQ's codes written into the 4-bit ones
                 from .gptq import apply_gptq
 
-                info["gptq"] = apply_gptq(model, source, options.calibration, quant.group_size, symmetric=False)
+                info["gptq"] = apply_gptq(model, source, options.calibration, quant.group_size, symmetric=False,
+                                          max_tokens=options.calibration_tokens)
                 info["symmetric"] = False                # zero points per block: GPTQ's 4-bit layers
             return model, info
         if quant.activations == "int8-static":

@@ -135,3 +135,22 @@ def test_types_that_need_an_importance_matrix(tiny_llama256, texts_jsonl, tmp_pa
     assert {"IQ2_S"} <= set(m["tensor_types"]) and m["verification"]["passed"]
     with pytest.raises(TargetError, match="only with an importance matrix"):
         configure("gguf-IQ3_XXS", spec=src.spec, data_free=True)
+
+
+def test_calibration_token_budget_bounds_what_the_data_aware_passes_read(f32, tmp_path):
+    from click.testing import CliRunner
+
+    from roots_edge.cli import main
+    from roots_edge.exporters.imatrix import CHUNK, calibration_chunks
+
+    src, _ = f32
+    texts = [t for t in src.heldout if t.strip()]
+    size = min(CHUNK, src.spec.context_length)
+    chunks, _ = calibration_chunks(src.tokenizer, src.spec, texts * 8, max_tokens=3 * size)
+    assert len(chunks) == 3 and all(len(c) == size for c in chunks)
+    target, options = configure("gguf-q4", spec=src.spec, calibration_tokens=2 * size)
+    m = export(src, target, tmp_path / "small-budget", options, log=lambda *_: None)
+    assert m["importance"]["tokens"] == 2 * size
+    res = CliRunner().invoke(main, ["export", "--target", "gguf-q4", "--calibration-tokens", "100", "-o",
+                                    str(tmp_path / "x")])
+    assert res.exit_code != 0 and "--calibration-tokens" in res.output and not (tmp_path / "x").exists()
