@@ -91,6 +91,17 @@ def int8_kernel_warning(manifest: Manifest | None, cpu: dict | None = None) -> s
                    "results here. " + fix)
 
 
+def _graph_name(folder: Path) -> str:
+    """The graph a folder holds: `model.onnx`, else its only `.onnx` file (optimum's quantizer writes
+    `model_quantized.onnx`). Several candidates and no `model.onnx`: an error naming them."""
+    folder = Path(folder)
+    graphs = sorted(p.name for p in folder.glob("*.onnx")) if folder.is_dir() else []
+    if MODEL_FILE in graphs or len(graphs) <= 1:
+        return graphs[0] if len(graphs) == 1 else MODEL_FILE
+    raise RuntimeLoadError(f"{folder} holds {len(graphs)} ONNX graphs ({', '.join(graphs)}) and no {MODEL_FILE}: "
+                           f"pass the one to load, e.g. {folder / graphs[0]}")
+
+
 def check_model_file(folder: Path, name: str = MODEL_FILE) -> Path:
     """`folder/model.onnx`, or a `RuntimeLoadError` saying what is missing or damaged."""
     folder = Path(folder)
@@ -130,7 +141,8 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
 
         path = Path(path)
         self.folder = path.parent if path.suffix == ".onnx" else path
-        model_file = check_model_file(self.folder, path.name if path.suffix == ".onnx" else MODEL_FILE)
+        model_file = check_model_file(self.folder, path.name if path.suffix == ".onnx" else _graph_name(self.folder))
+        self.model_path = model_file
         self.placement = place("onnxruntime", device)
         providers = list(dict.fromkeys([self.placement.setting, "CPUExecutionProvider"]))
         planned_memory(self.folder, [model_file, self.folder / DATA_FILE], context, 4)

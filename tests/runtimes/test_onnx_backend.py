@@ -53,6 +53,15 @@ def test_damaged_artifacts_raise_a_clear_error(llama_onnx, tmp_path):
     (tmp_path / "bare" / "model.onnx").write_bytes(b"")
     with pytest.raises(RuntimeLoadError, match="empty"):
         OnnxRuntimeBackend(tmp_path / "bare")
+    # a folder whose only graph has another name loads (optimum's `model_quantized.onnx`); two such graphs: named
+    other = tmp_path / "other-name"
+    shutil.copytree(src, other)
+    (other / "manifest.json").unlink()
+    (other / "model.onnx").rename(other / "model_quantized.onnx")
+    assert OnnxRuntimeBackend(other).model_path.name == "model_quantized.onnx"
+    shutil.copy(other / "model_quantized.onnx", other / "decoder.onnx")
+    with pytest.raises(RuntimeLoadError, match=r"2 ONNX graphs \(decoder.onnx, model_quantized.onnx\)"):
+        OnnxRuntimeBackend(other)
 
 
 def test_runtime_never_imports_torch_and_exporter_imports_lazily(llama_onnx):

@@ -38,3 +38,16 @@ def test_optimum_minilm_export_embeds_like_pytorch(minilm_path, tmp_path):
     texts = ["A wonderful film.", "The function returns None.", "Ünïcödé and emoji 🎉"]
     theirs, ref = load(out, device="cpu").embed(texts), load(minilm_path, device="cpu").embed(texts)
     assert ((theirs * ref).sum(-1) > 0.9999).all()
+
+
+def test_optimum_quantized_minilm_loads_from_its_own_file_name(minilm_path, tmp_path):
+    """optimum's quantizer writes `model_quantized.onnx`: the folder loads as it is."""
+    out = _optimum_export(minilm_path, "feature-extraction", tmp_path / "opt-minilm")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    proc = subprocess.run([OPTIMUM, "onnxruntime", "quantize", "--onnx_model", str(out), "--avx2", "--per_channel",
+                           "-o", str(tmp_path / "opt-int8")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "opt-int8" / "model_quantized.onnx").is_file()
+    texts = ["A wonderful film.", "The function returns None."]
+    theirs, ref = load(tmp_path / "opt-int8", device="cpu").embed(texts), load(minilm_path, device="cpu").embed(texts)
+    assert ((theirs * ref).sum(-1) > 0.98).all()
