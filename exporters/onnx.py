@@ -24,9 +24,10 @@ OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18,
 class OnnxExporter(Exporter, format="onnx"):
     targets = Target.many("onnx", fp32=(BOTH, FLOAT32), fp16=(DECODERS, HALF), int8=(BOTH, INT8), int4=(BOTH, INT4))
     packages = ("torch", "onnx", "onnxruntime", "onnxruntime_genai")
-    revision = 4  # 2: onnx-int8 as 8-bit MatMulNBits blocks (decoders) and 7-bit weights (encoders);
+    revision = 5  # 2: onnx-int8 as 8-bit MatMulNBits blocks (decoders) and 7-bit weights (encoders);
     #              3: onnx-int4 keeps head, embeddings, v and down projections in 8 bits; GPTQ by default;
-    #              4: decoders' attention is one GroupQueryAttention node per layer
+    #              4: decoders' attention is one GroupQueryAttention node per layer; 5: which also applies
+    #              the rotary embedding
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         import onnx

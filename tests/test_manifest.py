@@ -18,7 +18,7 @@ def test_written_manifest_round_trips_and_reads_typed(tiny_llama, texts_jsonl, t
                                                                                    "causal-lm", "llama")
     assert m.verification.passed and m.verification.metrics["top1"] >= 0.995 and m.verification.cpu["arch"]
     assert {f.name for f in m.files} >= {"model.onnx", "tokenizer.json"} and all(len(f.sha256) == 64 for f in m.files)
-    assert m.details["opset"] == 21 and m.quantization == {} and m.exporter_revision == 4
+    assert m.details["opset"] == 21 and m.quantization == {} and m.exporter_revision == 5
     assert Manifest.read(tmp_path / "missing") is None
 
 
