@@ -17,7 +17,7 @@ Where the model's rotary embedding has transformers' usual layout (`rotary_layou
 ~30 more small nodes per layer (2,910 -> 1,963 on SmolLM2-135M) and 10% of its decode step.
 
 `GroupQueryAttention` takes the number of valid tokens per sequence (`seqlens_k` = that - 1) rather than a mask:
-every sequence's tokens are the last ones of its row (no left padding), which is how the runtime feeds it.
+every sequence's tokens come first in its row (padding, if any, at the end), which is how the runtime feeds it.
 """
 from __future__ import annotations
 
@@ -142,8 +142,9 @@ _TRACE = _Trace()
 
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, sliding_window=None,
                softcap=None, **kwargs):
-    """transformers' attention-function interface: query (B, H, S, hd) after rotary, key/value (B, kv, S, hd) of
-    the new tokens only (the wrapper's cache does not concatenate). Returns ((B, S, H, hd), None)."""
+    """transformers' attention-function interface: query (B, H, S, hd), key/value (B, kv, S, hd) of the new tokens
+    only (the wrapper's cache does not concatenate), not yet rotated when the op applies the rotary embedding.
+    Returns ((B, S, H, hd), None)."""
     # head counts from the config, not from tensor shapes: the tracer tracks shape ints, and an autograd
     # Function's constant arguments must be plain Python values
     heads, kv_heads = int(module.config.num_attention_heads), int(module.config.num_key_value_heads)
@@ -185,7 +186,7 @@ def fused_decoder_wrapper(model):
         def forward(self, input_ids, attention_mask, position_ids, *past):
             _TRACE.past, _TRACE.present = list(past), [None] * (2 * n_layers)
             _TRACE.positions, _TRACE.tables = position_ids, {}
-            # rows hold their tokens at the end (no left padding): valid tokens - 1, and the total length
+            # each row's tokens come first (padding at the end): valid tokens - 1, and the total length
             _TRACE.seqlens_k = (attention_mask.sum(-1) - 1).to(torch.int32)                     # (B,)
             _TRACE.total = torch._shape_as_tensor(attention_mask)[1].to(torch.int32)             # () traced as Shape
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
