@@ -192,9 +192,10 @@ def _calibration_inputs(tokenizer, spec, texts: list[str]) -> list:
     import torch
 
     if spec.is_decoder:
-        from roots_edge.exporters.imatrix import calibration_chunks
+        from roots_edge.exporters.imatrix import CHUNK, calibration_chunks
 
-        chunks, _ = calibration_chunks(tokenizer, spec, texts)
+        # up to 32k tokens, as pruning has always read (the exporters' default budget is smaller)
+        chunks, _ = calibration_chunks(tokenizer, spec, texts, max_tokens=64 * CHUNK)
         return [{"input_ids": torch.tensor([c])} for c in chunks]
     from roots_edge.exporters.calibration import encoder_items
 

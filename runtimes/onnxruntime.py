@@ -228,11 +228,12 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
 
         if self._binding is None:
             binding = self.session.io_binding()
-            for name in self._past_names:                                           # lazily committed zeros
-                buffer = ort.OrtValue.ortvalue_from_numpy(
+            present = decoder_names(self.num_layers)[1][1:]                        # in the order of the past
+            for past_name, present_name in zip(self._past_names, present):
+                buffer = ort.OrtValue.ortvalue_from_numpy(                          # lazily committed zeros
                     np.zeros((1, self.kv_heads, self.context_length, self.head_dim), self.kv_dtype))
-                binding.bind_ortvalue_input(name, buffer)
-                binding.bind_ortvalue_output(name.replace("past_key_values.", "present."), buffer)
+                binding.bind_ortvalue_input(past_name, buffer)
+                binding.bind_ortvalue_output(present_name, buffer)
             self._binding = binding
         past, n = self._pos or 0, ids.shape[1]
         if past + n > self.context_length:
@@ -246,6 +247,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
             binding.bind_cpu_input(POSITION_IDS, np.arange(past, past + n, dtype=np.int64)[None])  # (1, T)
         self.session.run_with_iobinding(binding)
         self._pos = past + n
+        # outputs come in binding order: the caches, then the logits (re-bound under the same name each call)
         return np.asarray(binding.get_outputs()[-1].numpy()[0, -1], dtype=np.float32)           # (V,)
 
     def logits(self, input_ids) -> np.ndarray:
