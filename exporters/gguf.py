@@ -15,6 +15,7 @@ from roots_edge.errors import TargetError
 from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
 from .base import FLOAT32, HALF, INT2, INT3, INT4, INT6_5, INT8, Exporter, ExportOptions, Source, Target
+from .imatrix import MAX_TOKENS
 from .quant import QuantConfig, Unsupported
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class GgufExporter(Exporter, format="gguf"):
         return replace(quant, method=method, group_size=None, activations="float")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
-        from .gguf_quant import check_rows, quant_type, quantize, quantized_tensors, row_lengths, tensor_report
+        from .gguf_quant import check_rows, quant_type, quantize, row_lengths, tensor_report
 
         path = Path(out) / gguf_filename(source, target)
         extra: dict = {}
@@ -134,15 +135,15 @@ class GgufExporter(Exporter, format="gguf"):
                          importance=None if importance is None else importance.values)
             finally:
                 tmp.unlink(missing_ok=True)
-        report = tensor_report(path, qt)
+        report = tensor_report(path, qt, frozenset(importance.values) if importance is not None else frozenset())
+        weighted = report.pop("tensors_weighted")
         if importance is not None:
-            weighted = len(quantized_tensors(path) & importance.values.keys())
             extra["importance"] = {**importance.describe(), "tensors_weighted": weighted,
                                    "applied_by": "llama_model_quantize"}
         return {"gguf_file": path.name, **report, **extra, "weight_bytes": path.stat().st_size}
 
     @staticmethod
-    def importance(source: Source, texts: list[str], max_tokens: int | None = None):
+    def importance(source: Source, texts: list[str], max_tokens: int = MAX_TOKENS):
         """The importance matrix of `source` on `texts`, measured once per export run."""
         from .gguf_write import TensorMapper
         from .imatrix import importance_matrix
@@ -151,6 +152,6 @@ class GgufExporter(Exporter, format="gguf"):
             import gguf
 
             mapper = TensorMapper(gguf.MODEL_ARCH[source.spec.traits.gguf_arch.upper()], source.spec.num_layers)
-            return importance_matrix(source, texts, mapper, *([max_tokens] if max_tokens else []))
+            return importance_matrix(source, texts, mapper, max_tokens)
 
         return source.cached(("imatrix", tuple(texts), max_tokens), measure)

@@ -181,28 +181,21 @@ def requantize(f32: Path, path: Path, importance: dict[str, np.ndarray] | None =
     return weighted
 
 
-def quantized_tensors(path: Path) -> set[str]:
-    """Names of the tensors a GGUF file holds in a quantized (not float) type."""
-    from gguf import GGMLQuantizationType
-
-    from roots_edge.runtimes.llamacpp import read_header
-
-    return {name for name, qtype, _ in read_header(path)["index"]
-            if GGMLQuantizationType(qtype).name not in FLOAT_TYPES}
-
-
-def tensor_report(path: Path, qt: QuantType | None) -> dict:
-    """{"tensor_types": {type: count}, "fallbacks": {tensor: type}} of a GGUF file (from the runtime's header
-    walk: gguf-py's reader takes seconds on a 49k-token vocabulary)."""
+def tensor_report(path: Path, qt: QuantType | None, weighted: set[str] | frozenset = frozenset()) -> dict:
+    """{"tensor_types": {type: count}, "fallbacks": {tensor: type}, "tensors_weighted": how many of the names in
+    `weighted` the file holds in a quantized type} of a GGUF file (from the runtime's header walk: gguf-py's
+    reader takes seconds on a 49k-token vocabulary)."""
     from gguf import GGMLQuantizationType
 
     from roots_edge.runtimes.llamacpp import read_header
 
     counts: dict[str, int] = {}
     fallbacks: dict[str, str] = {}
+    hits = 0
     for name, qtype, dims in read_header(path)["index"]:
         kind = GGMLQuantizationType(qtype).name
         counts[kind] = counts.get(kind, 0) + 1
         if qt is not None and quantizable(name, dims) and kind not in qt.mixture:
             fallbacks[name] = kind
-    return {"tensor_types": dict(sorted(counts.items())), "fallbacks": fallbacks}
+        hits += name in weighted and kind not in FLOAT_TYPES
+    return {"tensor_types": dict(sorted(counts.items())), "fallbacks": fallbacks, "tensors_weighted": hits}

@@ -2,14 +2,16 @@
 
 A plain trace of a transformers decoder spells attention out: the new keys/values concatenated to the past,
 grouped key/value heads repeated (`Expand` + `Reshape`: a copy of the whole cache per layer and step), the
-mask built from `attention_mask` (~30 shape nodes per layer), then MatMul, Softmax, MatMul. On SmolLM2-135M
-that was a third of an ONNX Runtime decode step. `GroupQueryAttention` does the concatenation, the grouping,
-the causal (and sliding-window) mask and the softmax in one kernel, and returns the grown cache.
+mask built from `attention_mask` in shape arithmetic, then MatMul, Softmax, MatMul. `GroupQueryAttention` does
+the concatenation, the grouping, the causal (and sliding-window) mask and the softmax in one kernel, and returns
+the grown cache; with the runtime's shared KV buffer it took a SmolLM2-135M onnx-int8 decode step at 512 tokens
+from 29.3 to 21-22.6 ms (same logits).
 
 How the trace gets there: the decoder runs with a cache that hands each layer's new keys/values back
 unconcatenated and with an attention function (registered with transformers under `ATTENTION`) whose torch
 forward computes the attention the usual way, and whose ONNX symbolic is the fused node. The graph keeps the
-same inputs and outputs as before (past / present as (B, kv_heads, P, head_dim)), so runtimes need no change.
+same inputs and outputs as before (past / present as (B, kv_heads, P, head_dim)): a runtime that feeds the
+cache back needs no change.
 
 Where the model's rotary embedding has transformers' usual layout (`rotary_layout`), the op applies it too
 (`do_rotary`, cos / sin caches computed in the graph from the model's own rotary module over positions
@@ -174,9 +176,6 @@ def fused_decoder_wrapper(model):
 
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):
             return key_states, value_states
-
-        def get_seq_length(self, layer_idx: int = 0) -> int:
-            return _TRACE.past[0].shape[2]
 
     class FusedAttentionDecoder(torch.nn.Module):
         def __init__(self):

@@ -4,8 +4,8 @@
              past_key_values.{i}.key / .value (B, kv_heads, P, head_dim) f32   (P = 0 for a prefill)
     outputs  logits (B, T, V) f32, present.{i}.key / .value (B, kv_heads, P+T, head_dim) f32
 
-The torch model is traced (see `onnx_trace`) through a small wrapper over plain tensors that builds
-the transformers cache inside (transformers 5 calls the argument `cache`).
+The torch model is traced (see `onnx_trace`) through `onnx_attention.fused_decoder_wrapper`: plain tensors in
+and out, each layer's attention one `GroupQueryAttention` node (batches right-padded, as that op takes them).
 
 `genai_config.json` makes the same folder an `onnxruntime_genai.Model`.
 """

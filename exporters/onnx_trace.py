@@ -4,8 +4,8 @@ The TorchScript exporter (`dynamo=False`) is used on purpose: on our Llama wrapp
 logits as the dynamo exporter (both ~2e-6 from PyTorch, prefill and decode) in ~1 s instead of ~12 s,
 and its larger graph decoded no slower in ONNX Runtime once the weights are 256 wide.
 
-Models are traced with eager attention: an sdpa trace can decide "no padding" from the example mask
-and bake that in; eager keeps the mask a real input (and lets ORT's optimizer fuse attention).
+Encoders are traced with eager attention: an sdpa trace can decide "no padding" from the example mask and
+bake that in; eager keeps the mask a real input. Decoders trace with `onnx_attention.fused_attention` instead.
 """
 from __future__ import annotations
 

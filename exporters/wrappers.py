@@ -1,6 +1,6 @@
-"""The torch modules every format traces, one of each: a decoder over an explicit KV cache and an encoder
-over plain tensors. ONNX keeps the cache as graph inputs/outputs; OpenVINO turns the same inputs into
-state (`openvino_decoder.make_stateful`)."""
+"""The torch modules the formats trace: a decoder over an explicit KV cache (OpenVINO, which turns its cache
+inputs into state, `openvino_decoder.make_stateful`; ONNX traces `onnx_attention.fused_decoder_wrapper`) and an
+encoder over plain tensors (both)."""
 from __future__ import annotations
 
 

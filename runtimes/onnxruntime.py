@@ -176,7 +176,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         # loop writes each step's keys/values into one preallocated buffer per layer instead of copying the
         # whole cache into a new, longer array every token
         self.shared_kv = bool(self.num_layers) and self.placement.device == "cpu" and _shares_buffer(self.folder)
-        self._binding = self._pos = None
+        self._binding, self._pos = None, 0     # the shared buffers' IO binding, and the tokens they hold
 
     @property
     def is_decoder(self) -> bool:
@@ -224,9 +224,9 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
     def _shared_step(self, ids: np.ndarray) -> np.ndarray:
         """`forward` over one (1, kv, context, hd) buffer per key / value, bound as both the layer's past and its
         present: GroupQueryAttention writes the new positions in place (`seqlens_k` tells it where)."""
-        import onnxruntime as ort
-
         if self._binding is None:
+            import onnxruntime as ort
+
             binding = self.session.io_binding()
             present = decoder_names(self.num_layers)[1][1:]                        # in the order of the past
             for past_name, present_name in zip(self._past_names, present):
@@ -235,7 +235,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
                 binding.bind_ortvalue_input(past_name, buffer)
                 binding.bind_ortvalue_output(present_name, buffer)
             self._binding = binding
-        past, n = self._pos or 0, ids.shape[1]
+        past, n = self._pos, ids.shape[1]
         if past + n > self.context_length:
             raise ContextOverflowError(f"{past} + {n} tokens do not fit the context of {self.context_length} this "
                                        "model was opened with; open it with a larger context")
