@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from suite import bench_home, build, classifier_model
 
     from roots_edge.runtimes.bench.harness import BenchConfig, bench
-    from roots_edge.runtimes.bench.report import to_json, to_markdown
+    from roots_edge.runtimes.bench.report import measured, to_json, to_markdown
     from roots_edge.runtimes.machine import cpu_info
 
     model = classifier_model()
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         print("optimum-cli not found (make .venv-optimum/.installed): its rows are left out", file=sys.stderr)
     texts, labels = heldout_set()
     cfg = BenchConfig(threads=args.threads, device="cpu", latency_runs=args.latency_runs)
-    result = bench([*paths.values(), *peers.values()], cfg, reference=model, texts=texts, truth=labels)
+    result = measured(bench([*paths.values(), *peers.values()], cfg, reference=model, texts=texts, truth=labels))
     result["goals"] = goals(result)
     table = "\n".join(["Command: python benchmarks/classifier_peers.py "
                        f"--threads {args.threads} --latency-runs {args.latency_runs}", "", to_markdown(result), "",

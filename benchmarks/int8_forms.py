@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> str:
 
     from roots_edge.pretrain import ensure_default_model
     from roots_edge.runtimes.bench import BenchConfig, bench
+    from roots_edge.runtimes.bench.report import measured
 
     quiet_libraries()
     model = args.model or ensure_default_model()
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> str:
     paths = build(model, ("onnx-fp32", "onnx-int8", "gguf-q8"), root, "exports", failed)
     paths = {BEFORE: legacy_int8(model, paths["onnx-fp32"], root / BEFORE), **paths}
     cfg = BenchConfig(runs=args.runs, threads=args.threads, quality_texts=8)
-    result = bench(list(paths.values()), cfg, reference=Path(model))
+    result = measured(bench(list(paths.values()), cfg, reference=Path(model)))
     names = {p: n for n, p in paths.items()}
     report = ["# onnx-int8 before and after the saturation fix\n", machine_line(result["machine"]), "",
               f"## Decoder: {Path(model).name}, pp{cfg.prompt_tokens} / tg{cfg.gen_tokens}, {args.runs} runs", "",
@@ -135,8 +136,8 @@ def main(argv: list[str] | None = None) -> str:
         from sentiment_data import heldout_set
 
         texts, truth = heldout_set()
-        cres = bench(list(cpaths.values()), BenchConfig(threads=args.threads, runs=args.runs), reference=clf,
-                     texts=texts, truth=truth)
+        cres = measured(bench(list(cpaths.values()), BenchConfig(threads=args.threads, runs=args.runs), reference=clf,
+                              texts=texts, truth=truth))
         cnames = {p: n for n, p in cpaths.items()}
         report += ["", f"## Classifier: MiniLM sentiment, batch 1 / seq {cfg.seq}", "", table(cres, cnames, "classifier")]
     if failed:

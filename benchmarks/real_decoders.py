@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from roots_edge.paths import home
     from roots_edge.runtimes.bench.harness import BenchConfig, bench
-    from roots_edge.runtimes.bench.report import plot, to_json, to_markdown
+    from roots_edge.runtimes.bench.report import measured, plot, to_json, to_markdown
 
     root = home() / "real-models"
     reference = root / f"imported-{args.model}"
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"missing: {', '.join(missing)}; run benchmarks/real_model_exports.py --models {args.model} first")
     cfg = BenchConfig(prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, runs=args.runs,
                       threads=args.threads, device="cpu")
-    result = bench(paths, cfg, reference=reference)
+    result = measured(bench(paths, cfg, reference=reference))
     result["goals"] = goals(result)
     prefix = args.output or HERE / "results" / f"real_decoders-{args.model}"
     command = (f"python benchmarks/real_decoders.py --model {args.model} --targets {args.targets} --runs {args.runs} "

@@ -215,11 +215,12 @@ def run_generate_worker(folder: Path, plan: Plan) -> dict:
 
 def measure(paths: dict[str, Path], reference: Path, plan: Plan, texts=None, truth=None) -> dict:
     from roots_edge.runtimes.bench import BenchConfig, bench
+    from roots_edge.runtimes.bench.report import measured
 
     cfg = BenchConfig(prompt_tokens=plan.prompt_tokens, gen_tokens=plan.gen_tokens, runs=plan.runs, warmup=1,
                       threads=plan.threads, device="cpu", batch=plan.batch, seq=plan.seq,
                       quality_texts=10, latency_runs=plan.latency_runs)
-    return bench(list(paths.values()), cfg, reference=reference, texts=texts, truth=truth, progress=True)
+    return measured(bench(list(paths.values()), cfg, reference=reference, texts=texts, truth=truth, progress=True))
 
 
 # ---------------------------------------------------------------------------------------------- 3. wrapper vs raw

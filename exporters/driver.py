@@ -11,7 +11,7 @@ from pathlib import Path
 
 from roots_edge.errors import DataError, OutputExistsError
 from roots_edge.manifest import FILE as MANIFEST
-from roots_edge.manifest import FileEntry, Manifest, SourceInfo, Verification
+from roots_edge.manifest import ARTIFACT, FileEntry, Manifest, SourceInfo, Verification
 from roots_edge.paths import atomic_dir, sha256_file
 from roots_edge.runtimes.machine import verification_cpu
 from roots_edge.spec import DECODER_FAMILIES
@@ -116,7 +116,8 @@ def configure(target: str | Target, family: str = "llama", *, spec=None, **setti
 
 def export(source: Source, target: str | Target, out: Path, options: ExportOptions | None = None, *,
            force: bool = False, log=print) -> dict:
-    """Write, verify and describe one artifact. Nothing is left at `out` unless all of it succeeded."""
+    """Write, verify and describe one artifact. Nothing is left at `out` unless all of it succeeded. `force`
+    replaces an artifact folder already at `out`, never a folder holding anything an export does not write."""
     options = options or ExportOptions()
     target = get_target(target) if isinstance(target, str) else target
     check_family(target, source.spec)
@@ -129,7 +130,7 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
     opts = ExportOptions(**{**options.__dict__, "calibration": calibration})
     t0 = time.perf_counter()
     # format libraries (NNCF's progress bars, say) print to stdout: keep it clean for `--json` output
-    with atomic_dir(out, replace=force) as tmp, contextlib.redirect_stdout(sys.stderr):
+    with atomic_dir(out, replace=ARTIFACT if force else None) as tmp, contextlib.redirect_stdout(sys.stderr):
         extras = exporter.write(source, target, tmp, opts)
         seconds = time.perf_counter() - t0
         if options.verify:

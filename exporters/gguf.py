@@ -72,6 +72,14 @@ def _edge(quant: QuantConfig, cls: str) -> int | None:
     return ggml_type(quant.classes[cls]) if cls in quant.classes else None
 
 
+def spec_rows(spec) -> list[tuple[str, int]]:
+    """The row lengths (input widths) of the matrices llama.cpp's quantizer converts, read off the config:
+    embeddings, q/k/v, FFN up/gate and every head take `hidden`; attention output `heads x head_dim`; FFN down
+    `intermediate`."""
+    return [("hidden", spec.hidden_size), ("attention output", spec.num_heads * spec.head_dim),
+            ("ffn down", spec.intermediate_size)]
+
+
 class GgufExporter(Exporter, format="gguf"):
     targets = (
         Target.make("gguf", "f32", BOTH, FLOAT32),
@@ -108,6 +116,10 @@ class GgufExporter(Exporter, format="gguf"):
         if method == "imatrix" and (quant.precision == "Q8_0" or not spec.is_decoder):
             raise TargetError("--method imatrix applies to decoders' 2- to 6-bit types such as gguf-q4: llama.cpp's "
                               "Q8_0 kernel takes no importance matrix, and encoders have none measured yet")
+        from .gguf_quant import check_rows, quant_type
+
+        # from the config, before any weight is read: the same rows the written file's matrices will have
+        check_rows(dict(spec_rows(spec)), quant_type(quant.precision), options.allow_drift)
         return replace(quant, method=method, group_size=None, activations="float")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:

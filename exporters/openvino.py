@@ -17,6 +17,7 @@ from pathlib import Path
 
 from roots_edge.errors import TargetError
 from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
+from roots_edge.telemetry import decline
 
 from .base import FLOAT32, HALF, INT4, INT8, Exporter, ExportOptions, Source, Target, copy_support_files
 from .quant import QuantConfig, Unsupported
@@ -157,6 +158,7 @@ def _convert_torch(source: Source):
 
     import torch
 
+    decline()                 # before OpenVINO's converter is imported: it starts its telemetry at import
     with warnings.catch_warnings():  # the tracer's shape-branch warnings hold for every input we feed
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         if source.spec.task == "causal-lm":   # a decoder-based classifier is traced like an encoder

@@ -15,6 +15,7 @@ import math
 from collections import Counter
 
 from roots_edge.errors import DataError, TargetError
+from roots_edge.telemetry import decline
 
 # On the default model (group 64) INT4_ASYM gave mean KL 2.3e-3 vs INT4_SYM's 2.4-2.5e-3, for 1% more bytes
 INT4_MODE = "INT4_ASYM"
@@ -48,6 +49,7 @@ def int4_group_size(spec, requested: int) -> tuple[int, str | None]:
 
 
 def _quiet_nncf():
+    decline()                 # before NNCF is imported: it starts its telemetry at import
     import nncf
 
     nncf.set_log_level(logging.ERROR)

@@ -35,6 +35,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import RecipeError
+from .manifest import ARTIFACT
+from .modelio import MODEL_FOLDER
+from .paths import OutputKind, entries
 
 ORDER = ("finetune", "prune", "distill", "export", "bench")
 DATA_SETS = ("stdlib-docstrings", "stdlib-topics")
@@ -284,6 +287,31 @@ def stage_quality(stage: Stage, test) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- running
+STAGE_FOLDERS = ("teacher", "pruned", "distilled")
+REPORT_FILES = ("report.json", "report.md", "report.png", "bench.md", "bench.png")
+CHECKPOINT = ".distill.checkpoint"
+
+
+def _run_strays(folder: Path) -> list[str]:
+    """What a recipe run did not write in `folder`: its stage model folders, its artifacts, its reports and its
+    distillation checkpoint are its own; each stage or artifact folder must itself hold only what it writes."""
+    found = []
+    for top in sorted({e.split("/", 1)[0] for e in entries(folder)}):
+        path = folder / top
+        if top in STAGE_FOLDERS and path.is_dir():
+            found += [f"{top}/{s}" for s in MODEL_FOLDER.strays(path)]
+        elif top == "artifacts" and path.is_dir():
+            for art in sorted(p for p in path.iterdir()):
+                found += [f"artifacts/{art.name}/{s}" for s in ARTIFACT.strays(art)] if art.is_dir() and \
+                    not art.is_symlink() else [f"artifacts/{art.name}"]
+        elif not (top in REPORT_FILES or top.startswith(CHECKPOINT)):
+            found.append(f"{top}/" if path.is_dir() else top)
+    return found
+
+
+RUN_OUTPUT = OutputKind("a recipe run's folder (teacher/, pruned/, distilled/, artifacts/, report and bench "
+                        "files)", _run_strays)
+
 
 def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: bool = False, progress: bool = True,
                log=print) -> dict:
@@ -298,6 +326,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
         from .errors import OutputExistsError
 
         raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
+    RUN_OUTPUT.check(out)          # --force writes into a folder of an earlier run, nothing else
     out.mkdir(parents=True, exist_ok=True)
     steps = recipe.steps
     stages: list[dict] = []
@@ -358,7 +387,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
             train, _ = labeled_data(st.data)
             texts, labels = train.texts, train.labels
             extra = text_data(st.unlabeled) if st.unlabeled else []
-        ckpt = out / ".distill.checkpoint"
+        ckpt = out / CHECKPOINT
         metrics = distill_models(teacher.model, teacher.tokenizer, teacher.spec, student.model, student.tokenizer,
                                  student.spec, texts, labels, extra, checkpoint_dir=ckpt, progress=progress,
                                  **st.options)

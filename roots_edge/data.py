@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import DataError
+from .text import unicode_problem
 
 VAL_PER_MILLE = 50  # 5% of documents go to validation, chosen by content hash (stable across runs)
 
@@ -110,14 +111,16 @@ def stdlib_topics() -> tuple["Labeled", "Labeled"]:
 
 def read_text(path: Path) -> str:
     """A user's text file as UTF-8 (a leading BOM is dropped); any other encoding is a DataError naming the
-    file, the first bad byte and the fix."""
+    file, the line, the character and the byte, and the fix (every data file is read here)."""
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
         line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); save it as "
-                        f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}`") from None
+        column = len(data[line_start:exc.start].decode("utf-8-sig")) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text: character {column} is byte 0x{data[exc.start]:02x}; save "
+                        f"the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}`") from None
 
 
 def _csv_rows(path: Path, delimiter: str = ",") -> tuple[list[str], list[dict]]:
@@ -146,6 +149,11 @@ def _jsonl_rows(path: Path) -> list[dict]:
         if not isinstance(row, dict):
             raise DataError(f"{path}:{i}: each JSONL row must be an object like {{\"text\": ...}}, not "
                             f"{type(row).__name__}")
+        for key, value in row.items():        # valid UTF-8 still decodes "\ud800" to half a character
+            problem = unicode_problem(value, escaped_bytes=False) if isinstance(value, str) else None
+            if problem:
+                raise DataError(f"{path}:{i}: field {ascii(key)} is not valid Unicode: {problem}, written as a "
+                                f"JSON \\u escape; write the character itself, or both halves of its pair")
         rows.append(row)
     return rows
 

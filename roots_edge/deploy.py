@@ -34,9 +34,23 @@ from pathlib import Path
 
 from .errors import RootsEdgeError
 from .manifest import Manifest
-from .paths import atomic_dir, atomic_file, sha256_file, write_text_atomic
+from .paths import OutputKind, atomic_dir, atomic_file, sha256_file, strays_of, write_text_atomic
 
 BUNDLE_SCHEMA = 1
+
+
+def _bundle_strays(folder: Path) -> list[str]:
+    """What a bundle did not write in `folder`: everything but the files SHA256SUMS lists, SHA256SUMS itself and
+    the venv/ its install script makes (all of it when there is no bundle.json)."""
+    sums = folder / "SHA256SUMS"
+    if not (folder / "bundle.json").is_file() or not sums.is_file():
+        return strays_of(folder, lambda name: False)
+    listed = {line.split("  ", 1)[1] for line in sums.read_text(encoding="utf-8", errors="replace").splitlines()
+              if "  " in line} | {"SHA256SUMS"}
+    return strays_of(folder, lambda name: name in listed or name.startswith("venv/"))
+
+
+BUNDLE = OutputKind("a bundle folder (bundle.json and the files SHA256SUMS lists, plus its venv/)", _bundle_strays)
 
 
 class BundleError(RootsEdgeError):
@@ -264,8 +278,7 @@ def bundle(artifacts: list[Path], platform_name: str, out: Path, *, python: str 
     out = Path(out)
     if out.exists() and not force:
         raise BundleError(f"{out} exists; pass --force to replace it")
-    if out.exists() and (not out.is_dir() or not (out / "bundle.json").is_file()) and any(out.iterdir()):
-        raise BundleError(f"{out} exists and is not a bundle; refusing to replace it, choose another -o")
+    BUNDLE.check(out)
     found = [_inspect(a, plat) for a in artifacts]
     names = []
     for folder, _, _ in found:
@@ -275,7 +288,7 @@ def bundle(artifacts: list[Path], platform_name: str, out: Path, *, python: str 
         names.append(name)
     formats = {fmt for _, fmt, _ in found}
     t0 = time.perf_counter()
-    with atomic_dir(out, replace=True) as tmp:
+    with atomic_dir(out, replace=BUNDLE) as tmp:
         wheels = tmp / "wheels"
         wheels.mkdir()
         arts: list[BundledArtifact] = []

@@ -63,7 +63,8 @@ class ContextOverflowError(GenerationError):
 
 
 class TextInputError(RootsEdgeError, ValueError):
-    """Text that cannot be run: not a string, empty, or too long."""
+    """Text that cannot be run: not a string, empty, too long, or not valid Unicode (undecodable bytes, lone
+    surrogates)."""
 
 
 class TaskError(RootsEdgeError, ValueError):
@@ -75,4 +76,5 @@ class BackendError(RootsEdgeError):
 
 
 class BenchError(RootsEdgeError):
-    """An artifact whose measurement failed (the worker's own message says why)."""
+    """A benchmark that cannot run as asked (a count out of range, labels that do not match the texts), or a
+    measurement that failed (the worker's own message says why)."""

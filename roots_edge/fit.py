@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .errors import RecipeError
-from .paths import atomic_dir
+from .paths import INTERNAL, atomic_dir
 
 
 @dataclass
@@ -181,7 +181,7 @@ def fit(model, batches: Batches, loss: Callable, cfg: FitConfig, *, evaluate: Ca
 def _save_checkpoint(path: Path, model, optim, best_state, loop: dict) -> None:
     from safetensors.torch import save_file, save_model
 
-    with atomic_dir(path, replace=True) as tmp:
+    with atomic_dir(path, replace=INTERNAL) as tmp:
         save_model(model, str(tmp / "model.safetensors"))  # handles tied (shared) tensors
         save_file({k: v.contiguous() for k, v in best_state.items()}, tmp / "best.safetensors")
         moments = {}

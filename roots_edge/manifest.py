@@ -3,7 +3,7 @@
     m = Manifest.read(folder)            # None when the folder has no manifest (a foreign artifact)
     m.precision, m.source.task, m.verification.passed, m.verification.cpu, m.quantization
 
-A leaf: imports only roots_edge.errors. The JSON keeps its flat layout; format-specific sections (`opset`,
+A leaf: imports only roots_edge.errors and roots_edge.paths. The JSON keeps its flat layout; format-specific sections (`opset`,
 `inputs`, `quantization`, `gguf`, ...) stay top-level keys and are kept in `details`.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import CorruptModelError
+from .paths import OutputKind, strays_of
 
 FILE = "manifest.json"
 SCHEMA = 3  # 2: `schema`, `exporter_revision`, `verification.cpu` are written; 3: `quant`
@@ -104,3 +105,17 @@ class Manifest:
 
     def write(self, folder: str | Path) -> None:
         (Path(folder) / FILE).write_text(json.dumps(self.to_dict(), indent=2, default=str))
+
+
+def _artifact_strays(folder: Path) -> list[str]:
+    """What an export did not write in `folder`: everything but manifest.json and the files it lists (all of
+    it when there is no readable manifest)."""
+    try:
+        m = Manifest.read(folder)
+    except CorruptModelError:
+        m = None
+    listed = {FILE, *(f.name for f in m.files)} if m is not None else set()
+    return strays_of(Path(folder), listed.__contains__)
+
+
+ARTIFACT = OutputKind("an artifact folder (manifest.json and the files it lists)", _artifact_strays)

@@ -12,16 +12,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from .errors import DataError, UnsupportedModelError
+from .errors import DataError, TaskError, UnsupportedModelError
 from .spec import ModelSpec
 
-def _check_text(text) -> str:
-    from .runtimes.base import TextInputError, check_text
+# a model's task -> what it is and the verb it offers, for refusing the verbs it does not
+TASK_WORDS = {"causal-lm": ("a text generator (causal LM)", "generate()"),
+              "classification": ("a classifier", "predict()"),
+              "embedding": ("an embedding model (no task head)", "embed()")}
 
-    try:
-        return check_text(text)
-    except TextInputError as exc:
-        raise DataError(str(exc)) from None
+
+def _check_text(text) -> str:
+    """The runtime's one text check (a TextInputError: not a str, blank, too long, not valid Unicode)."""
+    from .runtimes.base import check_text
+
+    return check_text(text)
 
 
 class LanguageModel:
@@ -36,17 +40,24 @@ class LanguageModel:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, allow_download: bool = False) -> "LanguageModel":
         """A local Hugging Face folder of a supported family; None builds or reuses the default model."""
-        from .modelio import check_folder, load_torch, read_record, resolve
+        from .modelio import check_folder, load_torch, read_record
+
+        folder = cls.locate(path, allow_download=allow_download)
+        spec = check_folder(folder)
+        model, tokenizer = load_torch(folder, spec)
+        return cls(model, tokenizer, spec, folder, read_record(folder))
+
+    @staticmethod
+    def locate(path: str | Path | None = None, *, allow_download: bool = False) -> Path:
+        """The checked model folder `from_pretrained` would load, without loading it (torch is not imported):
+        callers check what can be checked from its config before the slow part."""
+        from .modelio import resolve
 
         if path is None:
             from .pretrain import ensure_default_model
 
-            folder = ensure_default_model()
-        else:
-            folder = resolve(path, allow_download=allow_download)
-        spec = check_folder(folder)
-        model, tokenizer = load_torch(folder, spec)
-        return cls(model, tokenizer, spec, folder, read_record(folder))
+            return ensure_default_model()
+        return resolve(path, allow_download=allow_download)
 
     def save_pretrained(self, out: str | Path, *, overwrite: bool = True) -> Path:
         from .modelio import save_folder
@@ -146,6 +157,16 @@ class LanguageModel:
         return metrics
 
     # ------------------------------------------------------------------ inference (PyTorch reference)
+    def _require(self, task: str, verb: str) -> None:
+        """A TaskError, before any forward pass, when this model's head (its config.json architecture) cannot
+        `verb`."""
+        if self.spec.task == task:
+            return
+        kind, use = TASK_WORDS.get(self.spec.task, (f"a {self.spec.task} model", "another verb"))
+        lacks = "has no classification head" if task == "classification" else "is not a causal LM"
+        fix = "; train a classifier first: model.finetune(texts, labels)" if task == "classification" else ""
+        raise TaskError(f"{self.spec.architecture} {lacks}: it is {kind} and cannot {verb} (use {use}){fix}")
+
     def _runtime(self):
         """This model (as it is now) behind the runtime's API: the one inference path of every backend. Made
         again only when the model, tokenizer or path changed (finetuning replaces the model)."""
@@ -160,9 +181,7 @@ class LanguageModel:
 
     def predict(self, text: str | Sequence[str]):
         """{"label", "score"} for one text, a list of them for a list."""
-        if self.spec.task != "classification":
-            raise UnsupportedModelError(f"{self.spec.architecture} has no classification head; "
-                                        "call finetune(texts, labels) first")
+        self._require("classification", "classify")
         single = isinstance(text, str)
         texts = [_check_text(t) for t in ([text] if single else list(text))]
         out = [{"label": p["label"], "score": p["score"]} for p in self._runtime().classify(texts)]
@@ -174,8 +193,7 @@ class LanguageModel:
         the same text as `roots_edge.load(folder).generate(...)` on this model's folder or its f32 artifacts."""
         from .errors import GenerationError
 
-        if self.spec.task != "causal-lm":
-            raise UnsupportedModelError(f"{self.spec.architecture} is not a causal LM; it cannot generate text")
+        self._require("causal-lm", "generate text")
         _check_text(prompt)
         try:
             return self._runtime().generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k,
@@ -186,8 +204,7 @@ class LanguageModel:
     def chat(self, messages, max_new_tokens: int = 256, **kwargs) -> str:
         """The reply to `messages` under the model's chat template (see `roots_edge.runtimes.edge.EdgeModel.chat`):
         the same text the exported artifacts give."""
-        if self.spec.task != "causal-lm":
-            raise UnsupportedModelError(f"{self.spec.architecture} is not a causal LM; it cannot chat")
+        self._require("causal-lm", "chat")
         return self._runtime().chat(messages, max_new_tokens, **kwargs)
 
     def embed(self, texts: str | Sequence[str]):

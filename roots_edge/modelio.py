@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from .errors import CorruptModelError, ModelNotFoundError, NotAModelError
-from .paths import atomic_dir, home
+from .paths import OutputKind, atomic_dir, home, strays_of
 from .spec import ModelSpec, read_spec
 
 RECORD = "roots_edge.json"
@@ -231,14 +231,33 @@ def load_hf_tokenizer(folder: Path):
                                 f"read ({first}); copy or download the folder again") from None
 
 
+# What `save_folder` writes: transformers' model and tokenizer files, and our record. A folder holding anything
+# else (a user's notes, a model card, other models) is not ours to replace.
+MODEL_FILES = (RECORD, "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
+               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+               "chat_template.jinja", "chat_template.json", "vocab.txt", "vocab.json", "merges.txt")
+
+
+def _model_strays(folder: Path) -> list[str]:
+    from fnmatch import fnmatch
+
+    if not (Path(folder) / RECORD).is_file():      # not written by roots-edge: nothing in it is ours
+        return strays_of(Path(folder), lambda name: False)
+    return strays_of(Path(folder), lambda name: any(fnmatch(name, pattern) for pattern in MODEL_FILES))
+
+
+MODEL_FOLDER = OutputKind(f"a model folder roots-edge wrote ({RECORD}, config, weights, tokenizer)", _model_strays)
+
+
 def save_folder(model, tokenizer, out: Path, record: dict | None = None, *, overwrite: bool = False) -> Path:
-    """Write a model folder atomically: config, safetensors weights, tokenizer, generation config, record."""
+    """Write a model folder atomically: config, safetensors weights, tokenizer, generation config, record.
+    `overwrite` replaces a model folder roots-edge wrote before, never a folder holding anything else."""
     out = Path(out)
     if out.exists() and not overwrite:
         from .errors import OutputExistsError
 
         raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
-    with atomic_dir(out, replace=True) as tmp:
+    with atomic_dir(out, replace=MODEL_FOLDER) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         rec = dict(record or {})

@@ -7,8 +7,15 @@ import os
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+from .errors import OutputExistsError
+
+
+# the temporary folders and files of writes in progress (atomic_dir / atomic_file), for a hard stop to remove
+IN_PROGRESS: set[Path] = set()
 
 
 def home() -> Path:
@@ -46,25 +53,108 @@ def umask() -> int:
     return mask
 
 
+# ---------------------------------------------------------------------------------------------- replacing
+@dataclass(frozen=True)
+class OutputKind:
+    """What one kind of output folder holds, so that `--force` replaces exactly that and nothing else.
+
+    `strays(folder)` lists the entries (relative paths) of an existing folder that this kind of output does not
+    account for; a folder is replaceable only when that list is empty. Each writer declares its kind where it is
+    defined (an artifact in `manifest.py`, a model folder in `modelio.py`, a bundle in `deploy.py`, ...)."""
+
+    name: str                                   # "an artifact folder (manifest.json and the files it lists)"
+    strays: Callable[[Path], list[str]]
+
+    def check(self, out: Path, option: str = "--output") -> None:
+        """Raise `OutputExistsError` unless `out` may be replaced by an output of this kind: absent, an empty
+        folder, or a folder every entry of which this kind accounts for. Never the folder the process runs in
+        (or one holding it)."""
+        out = Path(out)
+        if holds_cwd(out):
+            raise OutputExistsError(f"{option} {out} is the current folder (or holds it): an output replaces its "
+                                    f"folder whole; name a new folder inside it instead (e.g. {option} "
+                                    f"./{_example_name(self)})")
+        if not out.exists() and not out.is_symlink():
+            return
+        if not out.is_dir() or out.is_symlink():
+            raise OutputExistsError(f"{option} {out} is {'a link' if out.is_symlink() else 'a file'}, not "
+                                    f"{self.name}; --force replaces only that: choose another {option}")
+        extra = self.strays(out)
+        if extra:
+            shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
+            raise OutputExistsError(f"{option} {out} holds what this command does not write: {shown}. --force "
+                                    f"replaces only {self.name}; nothing was changed. Choose a new folder (or "
+                                    f"move those files away)")
+
+
+def _example_name(kind: OutputKind) -> str:
+    return "out" if "artifact" not in kind.name else "onnx-int8"
+
+
+def holds_cwd(path: Path) -> bool:
+    """Whether `path` is the current working folder or one of its parents."""
+    try:
+        here, there = Path.cwd().resolve(), Path(path).resolve()
+    except OSError:
+        return False
+    return there == here or there in here.parents
+
+
+def entries(folder: Path) -> list[str]:
+    """Every file (and link) under `folder` as a relative POSIX path, folders as 'name/' only when empty.
+    Links are listed, never followed."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        dirs[:] = [d for d in dirs if d not in links]
+        found += [(rel / name).as_posix() for name in sorted(files + links)]
+        if not dirs and not files and not links and rel != Path("."):
+            found.append(rel.as_posix() + "/")
+    return found
+
+
+def strays_of(folder: Path, owned: Callable[[str], bool]) -> list[str]:
+    """The entries under `folder` that `owned(relative_path)` does not claim; a top-level folder none of whose
+    entries is claimed is named once (`notes/`), not file by file."""
+    found = entries(folder)
+    claimed_tops = {e.split("/", 1)[0] for e in found if owned(e)}
+    shown = set()
+    for e in found:
+        if not owned(e):
+            top, sep, _ = e.partition("/")
+            shown.add(f"{top}/" if sep and top not in claimed_tops else e)
+    return sorted(shown)
+
+
+# Folders roots-edge names itself (hidden checkpoints, its cache): whatever they hold is its own.
+INTERNAL = OutputKind("a folder roots-edge keeps for itself", lambda folder: [])
+
+
 @contextlib.contextmanager
-def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
+def atomic_dir(final: Path, *, replace: OutputKind | None = None) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success rename it to `final`.
 
     An exception (or a kill) leaves only a `.tmp-*` folder, never a `final` that looks complete. The folder gets
     the mode any new folder gets (0755 under the usual umask), not mkdtemp's private 0700: an artifact is made to be
-    deployed, often for another user.
+    deployed, often for another user. An existing `final` is replaced only when `replace` is given and accounts
+    for everything in it (`OutputKind.check`, run before any work and again at the rename).
     """
     final = Path(final)
+    if replace is not None:
+        replace.check(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-{os.getpid()}-", dir=final.parent))
     os.chmod(tmp, 0o777 & ~umask())
+    IN_PROGRESS.add(tmp)
     try:
         yield tmp
         _readable(tmp)
         if final.exists():
-            if not replace:
+            if replace is None:
                 raise FileExistsError(final)
+            replace.check(final)
             old = final.with_name(f".old-{final.name}-{os.getpid()}")
             os.replace(final, old)
             os.replace(tmp, final)
@@ -74,6 +164,8 @@ def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        IN_PROGRESS.discard(tmp)
 
 
 def remove_stale(final: Path) -> list[Path]:
@@ -130,12 +222,26 @@ def atomic_file(final: Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~umask())
+    IN_PROGRESS.add(tmp)
     try:
         yield tmp
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        IN_PROGRESS.discard(tmp)
+
+
+def remove_in_progress() -> None:
+    """Delete every temporary output this process is writing: what a hard stop (a signal that could not unwind
+    the writers in time) calls before it exits."""
+    for tmp in list(IN_PROGRESS):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        IN_PROGRESS.discard(tmp)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -11,11 +11,18 @@ from .base import GGUF_MAGIC, Backend, RuntimeLoadError
 BACKEND_MODULES = {"gguf": "llamacpp", "onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
 
 
-def detect_format(path: str | Path) -> str:
-    """`gguf`, `onnx`, `openvino` or `torch`, from the file itself (magic bytes, file names)."""
+def check_exists(path: str | Path) -> Path:
+    """`path`, or a `RuntimeLoadError` saying that it does not exist (before anything else is tried on it)."""
     p = Path(path)
     if not p.exists():
-        raise RuntimeLoadError(f"{p} does not exist; give an artifact folder or a .gguf / .onnx / .xml file")
+        raise RuntimeLoadError(f"{p} does not exist; give an artifact folder, a .gguf / .onnx / .xml file or a "
+                               "model folder")
+    return p
+
+
+def detect_format(path: str | Path) -> str:
+    """`gguf`, `onnx`, `openvino` or `torch`, from the file itself (magic bytes, file names)."""
+    p = check_exists(path)
     if p.is_file():
         with p.open("rb") as f:
             if f.read(4) == GGUF_MAGIC:

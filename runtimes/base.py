@@ -15,6 +15,7 @@ import numpy as np
 from roots_edge.errors import RuntimeLoadError, TextInputError
 from roots_edge.manifest import Manifest
 from roots_edge.paths import home, sha256_file, write_text_atomic
+from roots_edge.text import check_unicode
 
 from .chat import folder_template
 
@@ -151,8 +152,10 @@ MAX_TEXT_CHARS = 100_000
 
 
 def check_text(text) -> str:
+    """`text` if a model can run it: a str of valid Unicode, not blank, at most MAX_TEXT_CHARS characters."""
     if not isinstance(text, str):
         raise TextInputError(f"expected a string, got {type(text).__name__}")
+    check_unicode(text)
     if not text.strip():
         raise TextInputError("the text is empty; give at least one non-space character")
     if len(text) > MAX_TEXT_CHARS:

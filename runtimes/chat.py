@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from roots_edge.errors import GenerationError
+from roots_edge.text import check_unicode
 
 ROLES = ("system", "user", "assistant", "tool")
 # end-of-turn markers of the template conventions in use (ChatML, Gemma, Llama 3, Phi); those in a model's
@@ -62,7 +63,8 @@ def folder_template(folder: Path) -> str | None:
 
 
 def check_messages(messages) -> list[dict]:
-    """[{"role", "content"}] with known roles and text content, or a GenerationError that says what is wrong."""
+    """[{"role", "content"}] with known roles and text content, or a GenerationError that says what is wrong
+    (a TextInputError for content that is not valid Unicode, as for any text)."""
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     if not isinstance(messages, Sequence) or not messages:
@@ -75,6 +77,7 @@ def check_messages(messages) -> list[dict]:
             raise GenerationError(f"message {i} has role {m['role']!r}; roles are {', '.join(ROLES)}")
         if not isinstance(m["content"], str):
             raise GenerationError(f"message {i}'s content must be text; got {type(m['content']).__name__}")
+        check_unicode(m["content"], f"message {i}'s content")
         out.append({"role": m["role"], "content": m["content"]})
     return out
 

@@ -50,9 +50,18 @@ class _StreamSession:
 
 
 class EdgeModel:
-    """A loaded artifact. Calls are serialized by a per-model lock: safe to share between threads (one call
-    runs at a time; load one model per thread for parallel work). A stream holds the lock only while it
-    computes a piece, never while its caller holds the piece."""
+    """A loaded artifact, safe to share between threads.
+
+    Every call but a stream (generate and chat with `stream=False`, generate_ids, logits, classify, embed,
+    tokenize) runs whole under the model's lock, straight on the backend, so it gives exactly the answer it
+    gives alone, whatever other threads do; calls wait for each other (load one model per thread for
+    parallel work).
+
+    A stream (`stream=True`) takes the lock for each step only, so a paused stream blocks nobody. The backend
+    holds one KV state, though: when another call ran between two steps, the stream feeds its prompt and
+    tokens again (a prefill each time), and since a batched prefill rounds differently from step-by-step
+    decoding, its text can differ from the text it gives alone where two tokens score nearly the same. One KV
+    state per session (see ARCHITECTURE.md, "Session") is what will make streams exact too."""
 
     def __init__(self, backend, path: Path):
         self.backend = backend
@@ -80,9 +89,7 @@ class EdgeModel:
         self._require("causal-lm", "generate")
         _check_text(prompt)
         cfg = GenerationConfig(max_new_tokens, temperature, top_k, top_p, seed, tuple(stop), truncate)
-        if stream:
-            return self._stream(prompt, cfg)
-        return "".join(self._stream(prompt, cfg))
+        return self._stream(prompt, cfg) if stream else self._whole(prompt, cfg)
 
     def chat(self, messages, max_new_tokens: int = 256, *, chat_template: str | None = None, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
@@ -102,14 +109,19 @@ class EdgeModel:
         if len(ids) > 1 and facts.bos_id is not None and ids[0] == ids[1] == facts.bos_id:
             ids = ids[1:]                      # the template wrote BOS and the tokenizer added another
         cfg = GenerationConfig(max_new_tokens, temperature, top_k, top_p, seed, tuple(stop), stop_ids=facts.stop_ids)
-        if stream:
-            return self._stream(ids, cfg)
-        return "".join(self._stream(ids, cfg))
+        return self._stream(ids, cfg) if stream else self._whole(ids, cfg)
 
     def _stream(self, prompt: str | list[int], cfg: GenerationConfig) -> Iterator[str]:
         return stream_text(_StreamSession(self), prompt, cfg)
 
+    def _whole(self, prompt: str | list[int], cfg: GenerationConfig) -> str:
+        """The whole text under the lock, straight on the backend (its KV cache is this call's until it ends)."""
+        with self._lock:
+            self._owner = None        # a paused stream feeds its own tokens again at its next step
+            return "".join(stream_text(self.backend, prompt, cfg))
+
     def generate_ids(self, ids: Sequence[int], max_new_tokens: int = 64, **kw) -> list[int]:
+        self._require("causal-lm", "generate")
         cfg = GenerationConfig(max_new_tokens, **kw)
         with self._lock:
             self._owner = None
@@ -145,6 +157,7 @@ class EdgeModel:
 
     def logits(self, text_or_ids) -> np.ndarray:
         """(T, V) logits of a full prefill."""
+        self._require("causal-lm", "give next-token logits")
         ids = self.tokenize(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
         with self._lock:
             self._owner = None
@@ -162,7 +175,14 @@ class EdgeModel:
             return self.backend.detokenize(ids)
 
     def info(self) -> dict:
-        return {"path": str(self.path), **self.backend.info()}
+        """What the backend reports, plus a plain note when the model was opened with less context than its
+        file declares (a GGUF header may claim 2^31-1 tokens: it opens at the default, by design)."""
+        info = {"path": str(self.path), **self.backend.info()}
+        opened, declared = info.get("context_length"), info.get("max_context")
+        if opened and declared and opened < declared:
+            info["context_note"] = (f"opened with {opened:,} tokens of context of the {declared:,} the model file "
+                                    f"declares; pass context=N (CLI: --context N) for more, at the memory it costs")
+        return info
 
     def __repr__(self) -> str:
         i = self.backend.info()

@@ -381,7 +381,22 @@ class LlamaCppBackend(Backend, format="gguf"):
     def tokenize(self, text: str) -> list[int]:
         """Ids as Hugging Face gives them: BOS (decoders) or [CLS] ... [SEP] (BERT) added, and special
         tokens written in the text (e.g. "</s>") parsed as such, as `tokenizers` does."""
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        return self._tokenize(text.encode("utf-8"), add_bos=True)
+
+    def _tokenize(self, data: bytes, add_bos: bool) -> list[int]:
+        """llama.cpp's tokenizer into a buffer sized for the text (then for what it says it needs).
+        llama-cpp-python's own `tokenize` allocates a token per position of the trained context on every call:
+        8 GB and half a minute for a header that claims 2^31 tokens."""
+        import llama_cpp
+
+        vocab, size = llama_cpp.llama_model_get_vocab(self.llm.model), len(data) + 8
+        for _ in range(2):
+            buf = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, size, add_bos, True)
+            if n >= 0:
+                return list(buf[:n])
+            size = -n
+        raise BackendError(f"llama.cpp could not tokenize a text of {len(data):,} bytes with {self.path.name}")
 
     def detokenize(self, ids: list[int]) -> str:
         return self.llm.detokenize(list(ids), special=False).decode("utf-8", "replace")
@@ -395,7 +410,7 @@ class LlamaCppBackend(Backend, format="gguf"):
         def text(i: int) -> str:
             return self.llm.detokenize([i], special=True).decode("utf-8", "replace") if i >= 0 else ""
 
-        turns = {t[0] for t in (self.llm.tokenize(s.encode(), add_bos=False, special=True) for s in END_OF_TURN)
+        turns = {t[0] for t in (self._tokenize(s.encode(), add_bos=False) for s in END_OF_TURN)
                  if len(t) == 1 and text(t[0]) in END_OF_TURN}
         eot = llama_cpp.llama_vocab_eot(llama_cpp.llama_model_get_vocab(self.llm.model))
         bos, eos = self.llm.token_bos(), self.llm.token_eos()

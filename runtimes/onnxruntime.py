@@ -13,6 +13,7 @@ cost a decode loop 1.7-2.7x under load.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +25,7 @@ from roots_edge.manifest import Manifest
 
 from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
                    encode_batch, kv_cache_info, mean_pool, planned_memory)
+from .contract import Contract, check_io
 from .machine import INT8_KERNELS, int8_kernel_class
 
 MODEL_FILE = "model.onnx"
@@ -45,6 +47,49 @@ def decoder_names(num_layers: int) -> tuple[list[str], list[str]]:
     kv_in = [name % i for i in range(num_layers) for name in (PAST_KEY, PAST_VALUE)]
     kv_out = [name % i for i in range(num_layers) for name in (PRESENT_KEY, PRESENT_VALUE)]
     return [INPUT_IDS, ATTENTION_MASK, POSITION_IDS, *kv_in], [LOGITS, *kv_out]
+
+
+_PAST = re.compile("|".join(re.escape(name).replace("%d", r"(\d+)") for name in (PAST_KEY, PAST_VALUE)))
+_IDS, _FLOATS = ("tensor(int64)",), ("tensor(float)", "tensor(float16)")
+_FIX = ("Export it again with roots-edge (`roots-edge export MODEL --target onnx-fp32`), or with optimum "
+        "(`optimum-cli export onnx --task text-generation-with-past` for a decoder, `feature-extraction` or "
+        "`text-classification` for an encoder).")
+
+
+def graph_contract(inputs: Sequence[str], outputs: Sequence[str], shares_buffer: bool = False) -> Contract:
+    """What this backend feeds a graph and reads from it. A graph that takes past keys / values is a decoder of
+    as many layers as their highest index says; any other graph is an encoder, a classifier when it gives
+    logits. `shares_buffer`: the shared-KV decode step (a GroupQueryAttention graph) feeds position_ids only
+    when the graph takes them."""
+    layers = 1 + max((int(m.group(m.lastindex)) for n in inputs if (m := _PAST.fullmatch(n))), default=-1)
+    if layers:
+        names_in, names_out = decoder_names(layers)
+        optional = (POSITION_IDS,) if shares_buffer else ()
+        return Contract("a decoder with KV cache", tuple(n for n in names_in if n not in optional),
+                        tuple(names_out), optional, ((INPUT_IDS, _IDS), (ATTENTION_MASK, _IDS), (POSITION_IDS, _IDS),
+                                                     *((n, _FLOATS) for n in names_in[3:])))
+    if LOGITS in outputs:
+        kind, head = "a classifier (an encoder whose output is logits)", LOGITS
+    else:
+        kind, head = "an embedding model (an encoder whose output is last_hidden_state; logits for a classifier)", \
+            LAST_HIDDEN_STATE
+    return Contract(kind, (INPUT_IDS, ATTENTION_MASK), (head,), (TOKEN_TYPE_IDS,),
+                    ((INPUT_IDS, _IDS), (ATTENTION_MASK, _IDS), (TOKEN_TYPE_IDS, _IDS)))
+
+
+def check_graph(model_file: Path, session, shares_buffer: bool) -> Contract:
+    """The session's graph against `graph_contract`; a `RuntimeLoadError` naming what differs."""
+    ports_in, ports_out = session.get_inputs(), session.get_outputs()
+    names_in, names_out = [i.name for i in ports_in], [o.name for o in ports_out]
+    contract = graph_contract(names_in, names_out, shares_buffer)
+    fix = _FIX
+    if POSITION_IDS in names_in and not contract.kind.startswith("a decoder"):
+        fix = ("It looks like a decoder exported without its KV cache (position_ids but no past_key_values "
+               "inputs): export it with past, e.g. `optimum-cli export onnx --task text-generation-with-past`, or "
+               "with `roots-edge export MODEL --target onnx-fp32`.")
+    check_io(model_file, contract, [[n] for n in names_in], [[n] for n in names_out],
+             {p.name: p.type for p in (*ports_in, *ports_out)}, fix)
+    return contract
 
 
 def session_options(threads: int | None = None):
@@ -151,10 +196,12 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, ... for one meaning
             raise RuntimeLoadError(f"ONNX Runtime cannot load {model_file}: {_first_line(exc)}. The file (or its "
                                    f"{DATA_FILE}) may be truncated or corrupt; {_HINT}") from None
+        shares_buffer = self.placement.device == "cpu" and _shares_buffer(self.folder)
+        contract = check_graph(model_file, self.session, shares_buffer)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.weight_bytes = sum(p.stat().st_size for p in (model_file, self.folder / DATA_FILE) if p.is_file())
-        self.num_layers = sum(1 for i in range(len(self.inputs)) if PAST_KEY % i in self.inputs)
+        self.num_layers = sum(1 for name in contract.inputs if _PAST.fullmatch(name)) // 2   # a key and a value each
         meta = FolderMeta(self.folder, "causal-lm" if self.num_layers else "classification" if LOGITS in self.outputs
                           else "embedding")
         self.task = meta.task
@@ -168,6 +215,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
             else self.max_context
         if self.num_layers:
             self._past_names = decoder_names(self.num_layers)[0][3:]
+            self._decoder_outputs = decoder_names(self.num_layers)[1]
             past = self.inputs[PAST_KEY % 0]
             self.kv_heads, self.head_dim = int(past.shape[1]), int(past.shape[3])  # (B, kv_heads, past, head_dim)
             self.kv_dtype = _NUMPY[past.type]
@@ -175,7 +223,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         # a GroupQueryAttention graph (genai_config says its past and present may share a buffer): the decode
         # loop writes each step's keys/values into one preallocated buffer per layer instead of copying the
         # whole cache into a new, longer array every token
-        self.shared_kv = bool(self.num_layers) and self.placement.device == "cpu" and _shares_buffer(self.folder)
+        self.shared_kv = bool(self.num_layers) and shares_buffer
         self._binding, self._pos = None, 0     # the shared buffers' IO binding, and the tokens they hold
 
     @property
@@ -200,7 +248,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
                 ATTENTION_MASK: np.ones((1, past + n), dtype=np.int64),             # (1, P+T)
                 POSITION_IDS: np.arange(past, past + n, dtype=np.int64)[None]}     # (1, T)
         feed.update(zip(self._past_names, cache))                                   # (1, kv, P, hd) each
-        logits, *present = self.session.run(None, feed)
+        logits, *present = self.session.run(self._decoder_outputs, feed)            # by name: any order
         return np.asarray(logits[0], dtype=np.float32), present                    # (T, V), (1, kv, P+T, hd)
 
     def reset(self) -> None:

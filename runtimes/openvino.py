@@ -18,11 +18,45 @@ import numpy as np
 
 from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
                    encode_batch, kv_cache_info, mean_pool, planned_memory)
+from .contract import Contract, check_io
 
 MODEL_XML = "openvino_model.xml"
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 CPU_PARITY_CONFIG = {**PARITY_CONFIG, "KV_CACHE_PRECISION": "f32"}  # the CPU plugin's cache defaults to u8
 _HINT = "re-export it with `roots-edge export --target openvino-...`"
+
+# the names this backend feeds and reads (openvino-genai's, which optimum-intel writes too)
+INPUT_IDS, ATTENTION_MASK, POSITION_IDS, BEAM_IDX = "input_ids", "attention_mask", "position_ids", "beam_idx"
+TOKEN_TYPE_IDS, LOGITS, LAST_HIDDEN_STATE = "token_type_ids", "logits", "last_hidden_state"
+_FIX = ("Export it again with roots-edge (`roots-edge export MODEL --target openvino-fp32`), or with optimum-intel "
+        "(`optimum-cli export openvino`; decoders stateful, its default).")
+
+
+def ir_contract(stateful: bool, outputs: set[str]) -> Contract:
+    """What this backend feeds an IR and reads from it: a stateful decoder (the KV cache lives in the model's
+    state), else an encoder, a classifier when it gives logits."""
+    if stateful:
+        return Contract("a stateful decoder", (INPUT_IDS, ATTENTION_MASK, POSITION_IDS, BEAM_IDX), (LOGITS,))
+    if LOGITS in outputs:
+        return Contract("a classifier (an encoder whose output is logits)", (INPUT_IDS, ATTENTION_MASK), (LOGITS,),
+                        (TOKEN_TYPE_IDS,))
+    return Contract("an embedding model (an encoder whose output is last_hidden_state; logits for a classifier)",
+                    (INPUT_IDS, ATTENTION_MASK), (LAST_HIDDEN_STATE,), (TOKEN_TYPE_IDS,))
+
+
+def check_ports(xml: Path, model, stateful: bool) -> Contract:
+    """The IR's ports (each may carry several names) against `ir_contract`; a `RuntimeLoadError` naming what
+    differs."""
+    ins = [sorted(p.get_names(), key=lambda n: n != p.get_any_name()) for p in model.inputs]
+    outs = [sorted(p.get_names(), key=lambda n: n != p.get_any_name()) for p in model.outputs]
+    contract = ir_contract(stateful, {n for port in outs for n in port})
+    fix = _FIX
+    if not stateful and any(n.startswith("past_key_values") for port in ins for n in port):
+        fix = ("It is a stateless decoder (its KV cache passed as inputs); roots-edge runs stateful IRs: export it "
+               "with `roots-edge export MODEL --target openvino-fp32`, or with optimum-intel without "
+               "--disable-stateful.")
+    check_io(xml, contract, ins, outs, fix=fix)
+    return contract
 
 
 def check_ir(folder: Path, xml_name: str = MODEL_XML) -> tuple[Path, Path]:
@@ -70,9 +104,10 @@ class OpenVinoBackend(Backend, format="openvino"):
         except RuntimeError as exc:
             raise RuntimeLoadError(f"OpenVINO cannot read {xml}: {_first_line(exc)}. The .bin may be truncated "
                                    "or belong to another export; re-export the artifact.") from None
-        self.inputs = [p.get_any_name() for p in model.inputs]
-        self.outputs = [p.get_any_name() for p in model.outputs]
         self.stateful = bool(model.get_sinks())
+        check_ports(xml, model, self.stateful)
+        self.inputs = [n for p in model.inputs for n in p.get_names()]
+        self.outputs = [n for p in model.outputs for n in p.get_names()]
         setting = self.placement.setting
         props = {**(CPU_PARITY_CONFIG if setting.startswith("CPU") and exact else PARITY_CONFIG),
                  **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {}), **(config or {})}
@@ -82,7 +117,7 @@ class OpenVinoBackend(Backend, format="openvino"):
             raise RuntimeLoadError(f"OpenVINO cannot compile {xml} for {setting}: {_first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self.weight_bytes = weights.stat().st_size
-        meta = FolderMeta(self.folder, "causal-lm" if self.stateful else "classification" if "logits" in self.outputs
+        meta = FolderMeta(self.folder, "causal-lm" if self.stateful else "classification" if LOGITS in self.outputs
                           else "embedding")
         self.task = meta.task
         self.manifest, self.tok, self.eos_ids = meta.manifest, meta.tok, meta.eos_ids
@@ -102,14 +137,14 @@ class OpenVinoBackend(Backend, format="openvino"):
         """Feed ids (1, T) after the `seen` cached tokens; (T, V) logits (a view of the output tensor)."""
         n = ids.shape[1]
         self.request.start_async({  # start_async + wait: ~3x faster per step than infer() under load
-            "input_ids": ids,                                                              # (1, T)
-            "attention_mask": np.ones((1, self.seen + n), dtype=np.int64),                # (1, P+T)
-            "position_ids": np.arange(self.seen, self.seen + n, dtype=np.int64)[None],   # (1, T)
-            "beam_idx": np.zeros(1, dtype=np.int32),                                      # (1,)
+            INPUT_IDS: ids,                                                                # (1, T)
+            ATTENTION_MASK: np.ones((1, self.seen + n), dtype=np.int64),                  # (1, P+T)
+            POSITION_IDS: np.arange(self.seen, self.seen + n, dtype=np.int64)[None],     # (1, T)
+            BEAM_IDX: np.zeros(1, dtype=np.int32),                                        # (1,)
         })
         self.request.wait()
         self.seen += n
-        return self.request.get_tensor("logits").data[0]                                 # (T, V)
+        return self.request.get_tensor(LOGITS).data[0]                                   # (T, V)
 
     def reset(self) -> None:
         """Forget the KV cache (the model's state): the next `forward` starts at position 0."""
@@ -127,25 +162,25 @@ class OpenVinoBackend(Backend, format="openvino"):
         return np.array(self._step(np.asarray(input_ids, dtype=np.int64).reshape(1, -1)), dtype=np.float32)
 
     # ------------------------------------------------------------------ encoders
-    def _encoder_outputs(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _encoder_outputs(self, texts: Sequence[str], output: str) -> tuple[np.ndarray, np.ndarray]:
         if self.stateful:
             raise NotImplementedError(f"{self.folder} holds a stateful decoder; it has no encoder head")
         ids, mask = encode_batch(self._tokenizer(), texts, self.pad_id)              # (N, T), (N, T)
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
+        feed = {INPUT_IDS: ids, ATTENTION_MASK: mask}
+        if TOKEN_TYPE_IDS in self.inputs:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
         result = self.request.infer(feed)
-        return np.array(result[self.compiled.output(0)], dtype=np.float32), mask
+        return np.array(result[self.compiled.output(output)], dtype=np.float32), mask
 
     def classify_logits(self, texts: Sequence[str]) -> np.ndarray:
         if self.task != "classification":
             raise NotImplementedError(f"{self.folder} has no classifier head (outputs {self.outputs})")
-        return self._encoder_outputs(texts)[0]                                           # (N, C)
+        return self._encoder_outputs(texts, LOGITS)[0]                                   # (N, C)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if "last_hidden_state" not in self.outputs:
+        if LAST_HIDDEN_STATE not in self.outputs:
             raise NotImplementedError(f"{self.folder} does not output hidden states (outputs {self.outputs})")
-        hidden, mask = self._encoder_outputs(texts)                                       # (N, T, C)
+        hidden, mask = self._encoder_outputs(texts, LAST_HIDDEN_STATE)                    # (N, T, C)
         return mean_pool(hidden, mask)                                                     # (N, C)
 
     # ------------------------------------------------------------------ text and housekeeping

@@ -51,6 +51,7 @@ class TorchBackend(Backend, format="torch"):
         import torch
 
         self.torch, self.spec, self.placement, self.path, self.tok = torch, spec, placement, path, tok
+        self.task = spec.task   # from config.json's architectures: EdgeModel refuses a verb the head lacks
         self.model = model.to(placement.setting)
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.max_context = spec.context_length
@@ -106,4 +107,4 @@ class TorchBackend(Backend, format="torch"):
         return {"format": "torch", "precision": "fp32", "backend": "torch", "device": self.placement.device,
                 "setting": self.placement.setting, "file_size": size, "context_length": self.context_length,
                 "max_context": self.max_context,
-                "task": self.spec.task, "labels": self.labels}
+                "task": self.task, "labels": self.labels}

@@ -18,6 +18,7 @@ from artifacts import nan_safetensors
 from click.testing import CliRunner
 
 from roots_edge.cli import main
+from roots_edge.manifest import ARTIFACT
 from roots_edge.errors import (BackendError, CorruptModelError, DataError, GenerationError, ModelNotFoundError,
                                NotAModelError, OutputExistsError, OutputPathError, RecipeError, RuntimeLoadError,
                                TargetError, TaskError, TextInputError, UnsupportedModelError)
@@ -236,7 +237,8 @@ def output_path(kind):
         blocker = tmp / "a-file"
         blocker.write_text("x")
         out = {"under-a-file": blocker / "out", "exists": blocker, "empty": ""}[kind]
-        return (lambda: check_output(out, False)), ["export", str(world["model"]), "-t", "onnx-fp32", "-o", str(out)]
+        return (lambda: check_output(out, False, ARTIFACT)), \
+            ["export", str(world["model"]), "-t", "onnx-fp32", "-o", str(out)]
     return build
 
 
@@ -446,9 +448,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, build, error, words", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(world, tmp_path, name, build, error, words):
-    call, args = build(world, tmp_path)
+def refused(call, args, error, words):
+    """The API call raises `error` with `words`; the command exits non-zero with `Error:` lines and no traceback.
+    Returns the command's result and its `Error` lines."""
     with pytest.raises(error) as raised:
         call()
     assert words in str(raised.value), str(raised.value)
@@ -458,6 +460,12 @@ def test_bad_input(world, tmp_path, name, build, error, words):
     assert "Traceback" not in result.output
     message = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert message, result.output
+    return result, message
+
+
+@pytest.mark.parametrize("name, build, error, words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(world, tmp_path, name, build, error, words):
+    refused(*build(world, tmp_path), error, words)
 
 
 def test_the_corpus_is_big_enough():
@@ -473,3 +481,261 @@ def test_every_expected_class_prints_as_one_line():
     for _, _, error, _ in CASES:
         for cls in error if isinstance(error, tuple) else (error,):
             assert issubclass(cls, RootsEdgeError), cls
+
+
+# ------------------------------------------------------------------- --force replaces only what it would write
+def user_folder(tmp: Path, world) -> Path:
+    """A parent folder as the README uses `-o out/`: one artifact, and a user's own notes beside it."""
+    out = tmp / "out"
+    shutil.copytree(world["gguf"], out / "gguf-f32")
+    (out / "notes.txt").write_text("my notes")
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def force_cases(world, tmp):
+    """Every command that takes --force, pointed at a folder holding a user's file: (name, CLI arguments)."""
+    recipe_file = tmp / "r.toml"
+    recipe_file.write_text(GOOD_RECIPE)
+    rows = tmp / "rows.csv"
+    rows.write_text("text,label\ngood film,pos\nbad film,neg\n")
+    m, out = str(world["model"]), str(tmp / "out")
+    return {
+        "export": ["export", m, "-t", "onnx-fp32", "-o", out, "--force"],
+        "train": ["train", "--recipe", str(recipe_file), "-o", out, "--force", "--quiet"],
+        "finetune": ["finetune", m, "--data", str(rows), "-o", out, "--force", "--quiet"],
+        "import": ["import", str(gguf_of(world["gguf"])), "-o", out, "--force"],
+        "prune": ["prune", m, "--ffn", "0.5", "-o", out, "--force", "--quiet"],
+        "distill": ["distill", "--teacher", m, "--student", m, "--data", str(rows), "-o", out, "--force",
+                    "--quiet"],
+        "compress": ["compress", m, "--recipe", "default-compress", "-o", out, "--force", "--quiet"],
+        "bundle": ["bundle", str(world["gguf"]), "--platform", "rpi5", "-o", out, "--force"],
+    }
+
+
+@pytest.mark.parametrize("command", ["export", "train", "finetune", "import", "prune", "distill", "compress",
+                                     "bundle"])
+def test_force_never_deletes_what_the_command_did_not_write(world, tmp_path, command):
+    out = user_folder(tmp_path, world)
+    before = snapshot(out)
+    result = CliRunner().invoke(main, force_cases(world, tmp_path)[command])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    assert "notes.txt" in result.output and "nothing was changed" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert snapshot(out) == before                              # every byte still there
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_force_refuses_an_artifact_holding_a_users_file(world, tmp_path):
+    art = Path(shutil.copytree(world["onnx"], tmp_path / "art"))
+    (art / "calibration-notes.md").write_text("mine")
+    from roots_edge.model import LanguageModel
+
+    lm = LanguageModel.from_pretrained(world["model"])
+    with pytest.raises(OutputExistsError, match="calibration-notes.md"):
+        lm.export("onnx-fp32", art, force=True)
+    assert (art / "calibration-notes.md").read_text() == "mine" and (art / "manifest.json").is_file()
+
+
+def test_force_replaces_the_targets_own_folders_and_keeps_the_rest(world, tmp_path):
+    """Two targets into a parent folder: each target's subfolder is replaced, the user's notes stay."""
+    out = user_folder(tmp_path, world)
+    old = json.loads((out / "gguf-f32" / "manifest.json").read_text())
+    result = CliRunner().invoke(main, ["export", str(world["model"]), "-t", "gguf-f32", "-t", "onnx-fp32", "-o",
+                                       str(out), "--force", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    assert (out / "notes.txt").read_text() == "my notes"
+    new = json.loads((out / "gguf-f32" / "manifest.json").read_text())
+    assert new["created"] >= old["created"] and new["verification"]["skipped"] == "--no-verify"
+    assert json.loads((out / "onnx-fp32" / "manifest.json").read_text())["target"] == "onnx-fp32"
+    assert sorted(p.name for p in out.iterdir()) == ["gguf-f32", "notes.txt", "onnx-fp32"]
+
+
+def test_save_pretrained_replaces_its_own_folder_only(world, tmp_path):
+    from roots_edge.model import LanguageModel
+
+    lm = LanguageModel.from_pretrained(world["model"])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("a user's model card")
+    with pytest.raises(OutputExistsError, match="README.md"):
+        lm.save_pretrained(mine)
+    assert (mine / "README.md").read_text() == "a user's model card"
+    again = lm.save_pretrained(tmp_path / "ours")
+    assert lm.save_pretrained(again) == again and (again / "roots_edge.json").is_file()
+
+
+@pytest.mark.parametrize("where", [".", "..", ""])
+def test_output_may_not_be_the_folder_you_are_in(world, tmp_path, monkeypatch, where):
+    here = tmp_path / "work" / "inside"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    result = CliRunner().invoke(main, ["export", str(world["model"]), "-t", "onnx-fp32", "-o", where, "--force"])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    assert "current folder" in result.output, result.output            # "" is "." to pathlib
+    assert here.is_dir()
+
+
+def test_strays_name_top_folders_once_and_links_without_following(tmp_path):
+    from roots_edge.paths import OutputKind, strays_of
+
+    folder = tmp_path / "f"
+    (folder / "deep" / "er").mkdir(parents=True)
+    (folder / "deep" / "er" / "x.bin").write_bytes(b"1")
+    (folder / "model.onnx").write_bytes(b"2")
+    (folder / "link").symlink_to(tmp_path)
+    kind = OutputKind("an onnx folder", lambda f: strays_of(f, {"model.onnx"}.__contains__))
+    assert kind.strays(folder) == ["deep/", "link"]
+    with pytest.raises(OutputExistsError, match="deep/, link"):
+        kind.check(folder)
+    kind.check(tmp_path / "absent")                        # nothing there: nothing to refuse
+
+
+# ----------------------------------------------------------------------------------- Ctrl-C and SIGTERM
+def roots_edge_command() -> str:
+    import sys
+
+    return str(Path(sys.executable).with_name("roots-edge"))
+
+
+def interrupt_after(args: list[str], cwd: Path, *, ready: str, signum: int, to_group: bool = True):
+    """Start the real console script, wait until its stderr shows `ready`, send `signum` (to its process group,
+    as a terminal's Ctrl-C does, or to it alone, as `kill` does): (exit status, seconds to stop, stderr)."""
+    import os
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(args, cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    seen = ""
+    while ready not in seen:
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None, f"ended before {ready!r}: {seen}"
+        seen += line
+    time.sleep(0.5)
+    assert proc.poll() is None, "finished before the signal: the test needs a slower command"
+    t0 = time.perf_counter()
+    (os.killpg if to_group else os.kill)(proc.pid, signum)
+    try:
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    seen += proc.stderr.read()
+    return proc.returncode, time.perf_counter() - t0, seen
+
+
+@pytest.mark.parametrize("signum, status, to_group", [(2, 130, True), (15, 143, False)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_an_export_at_once_and_leaves_nothing(world, tmp_path, signum, status, to_group):
+    args = [roots_edge_command(), "export", str(world["model"]), "-t", "openvino-int4", "-t", "onnx-int4",
+            "-o", str(tmp_path / "out")]
+    code, seconds, err = interrupt_after(args, tmp_path, ready="exporting", signum=signum, to_group=to_group)
+    assert code == status, err
+    assert seconds < 5.0, f"took {seconds:.1f} s to stop"          # 1-2 s on a quiet machine
+    assert "Traceback" not in err and "interrupted" in err, err
+    left = [p.name for p in (tmp_path / "out").iterdir()] if (tmp_path / "out").exists() else []
+    assert left == [] and not list(tmp_path.rglob(".tmp-*")), left
+
+
+def test_a_command_that_swallows_the_interrupt_is_still_stopped(tmp_path):
+    """A library that catches KeyboardInterrupt and carries on (or sits in native code) cannot keep the command
+    running: the watcher removes the write in progress and ends the process after the grace period."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = f"""
+import sys, time
+from pathlib import Path
+from roots_edge.cli.interrupt import install
+from roots_edge.paths import atomic_dir
+install()
+with atomic_dir(Path({str(tmp_path / 'art')!r})) as tmp:
+    (tmp / "model.onnx").write_bytes(b"half")
+    while True:
+        try:
+            print("writing", file=sys.stderr, flush=True)
+            time.sleep(60)
+        except KeyboardInterrupt:
+            pass                                  # a library that swallows it
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "writing" not in seen:
+        line = proc.stderr.readline()
+        assert line, seen
+        seen += line
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=20)
+    seconds = time.perf_counter() - t0
+    seen += proc.stderr.read()
+    assert proc.returncode == 130 and seconds < 4.0, (proc.returncode, seconds, seen)
+    assert "interrupted (SIGINT)" in seen, seen
+    assert list(tmp_path.iterdir()) == [], seen                   # no artifact, no .tmp-* folder
+
+
+def test_a_target_the_model_cannot_take_is_refused_before_the_model_loads(tiny_bert_classifier, monkeypatch):
+    """What the config decides (the family, the rows' block fit) is checked before torch loads the weights:
+    `export clf -t gguf-q4` took 18.6 s to refuse, now under a second."""
+    from roots_edge.model import LanguageModel
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded before the target was checked")
+
+    monkeypatch.setattr(LanguageModel, "from_pretrained", loaded)
+    result = CliRunner().invoke(main, ["export", str(tiny_bert_classifier), "-t", "gguf-q4", "-o", "unused"])
+    assert result.exit_code == 1 and "would not contain a single Q4_K matrix" in result.output, result.output
+    assert "64, 128" in result.output and "gguf-Q4_0" in result.output
+
+
+def test_openvino_and_nncf_send_no_telemetry(tmp_path):
+    """Both libraries' telemetry consents by default (no consent file). After `decline()` neither would send,
+    and nothing is written to the user's home; without it they would (the check can fail)."""
+    import subprocess
+    import sys
+
+    probe = """
+import sys
+if sys.argv[1] == "declined":
+    from roots_edge.telemetry import decline
+    decline()
+from openvino.tools.ovc import telemetry as ovc
+from nncf.telemetry.wrapper import telemetry as nncf
+print(ovc.consent, getattr(nncf, "_impl", nncf).consent)
+"""
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    answers = {mode: subprocess.run([sys.executable, "-c", probe, mode], env=env, capture_output=True, text=True,
+                                     timeout=120).stdout.split() for mode in ("declined", "default")}
+    assert answers["declined"] == ["False", "False"], answers
+    assert answers["default"] == ["True", "True"], answers          # what a plain import does
+
+
+def test_an_install_without_torch_offers_only_the_verbs_it_can_serve(tmp_path):
+    """A deployment bundle (or `pip install roots-edge[gguf]`) has no torch: `generate` there said
+    `ModuleNotFoundError: transformers`. The command list shows what runs; the others name the extra."""
+    import subprocess
+    import sys
+
+    probe = """
+import sys
+sys.modules["torch"] = sys.modules["transformers"] = None      # as in a runtime-only environment
+from roots_edge.cli import main
+main(sys.argv[1:])
+"""
+    def cli(*args):
+        return subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+
+    shown = cli("--help")
+    listed = shown.stdout.split("Commands:")[1].split("Not in this installation")[0]
+    commands = {line.split()[0] for line in listed.splitlines() if line.startswith("  ") and line[2] != " "}
+    assert shown.returncode == 0 and {"run", "chat", "predict", "bench"} <= commands, shown.stdout
+    assert not commands & {"generate", "export", "train", "finetune"}, shown.stdout
+    assert "install roots-edge[train]" in shown.stdout and "generate" in shown.stdout.split("Not in this")[1]
+    refused = cli("generate", "Return the", "-n", "2")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().startswith("Error: `roots-edge generate` needs torch, transformers")
+    assert "roots-edge[train]" in refused.stderr

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import SENTIMENT_HELDOUT, SENTIMENT_TRAIN
 from roots_edge import LanguageModel
-from roots_edge.errors import DataError, UnsupportedModelError
+from roots_edge.errors import DataError, TaskError, TextInputError
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +54,9 @@ def test_generate_and_errors(tiny_llama):
     out = model.generate("Return the", max_new_tokens=12)
     assert isinstance(out, str) and len(out) > 0
     assert model.generate("Return the", max_new_tokens=12) == out  # greedy is deterministic
-    with pytest.raises(DataError, match="empty"):
+    with pytest.raises(TextInputError, match="empty"):
         model.generate("   ")
-    with pytest.raises(UnsupportedModelError, match="no classification head"):
+    with pytest.raises(TaskError, match="no classification head"):
         model.predict("text")
     with pytest.raises(DataError, match="2 texts but 1 labels"):
         model.finetune(["a", "b"], ["x"])

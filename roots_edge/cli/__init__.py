@@ -3,8 +3,15 @@ so `roots-edge --help` imports neither torch nor any runtime library."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
+
+# What a verb needs beyond the runtime: PyTorch and transformers. An installation without them (`pip install
+# roots-edge[gguf]`, a deployment bundle) offers the other verbs, and names the extra for these.
+TRAIN_EXTRA = ("train", ("torch", "transformers"))
+NEEDS = {name: TRAIN_EXTRA for name in ("train", "finetune", "eval", "generate", "info", "import", "export", "demo",
+                                        "prune", "distill", "compress")}
 
 # command name -> (module, attribute, one-line help shown by --help without importing the module)
 COMMANDS = {
@@ -28,6 +35,25 @@ COMMANDS = {
 }
 
 
+def missing(name: str) -> tuple[str, list[str]] | None:
+    """(extra, missing modules) when command `name` cannot run in this installation, else None. Looks the
+    modules up without importing them."""
+    extra, modules = NEEDS.get(name, (None, ()))
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    return (extra, absent) if absent else None
+
+
+def unavailable(name: str, extra: str, absent: list[str]) -> click.Command:
+    """A stand-in for a command this installation cannot run: it says why and what to install."""
+    def refuse(args):
+        raise click.ClickException(
+            f"`roots-edge {name}` needs {', '.join(absent)}, which this installation does not have (a deployment "
+            f"bundle or a runtime-only install). Install roots-edge[{extra}] for it; artifacts run here with "
+            f"`run`, `chat`, `predict` and `bench`")
+    return click.Command(name, callback=refuse, context_settings={"ignore_unknown_options": True},
+                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)], add_help_option=False)
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(COMMANDS)
@@ -35,13 +61,22 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
+        lack = missing(name)
+        if lack:
+            return unavailable(name, *lack)
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(f"roots_edge.cli.{module}"), attr)
 
     def format_commands(self, ctx, formatter):
-        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        names = self.list_commands(ctx)
+        absent = [name for name in names if missing(name)]
+        rows = [(name, COMMANDS[name][2]) for name in names if name not in absent]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+        if absent:
+            extras = sorted({missing(name)[0] for name in absent})
+            with formatter.section(f"Not in this installation (install roots-edge[{','.join(extras)}])"):
+                formatter.write_text(", ".join(absent))
 
     def invoke(self, ctx):
         from roots_edge.errors import RootsEdgeError
@@ -50,6 +85,15 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except RootsEdgeError as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt as exc:       # Ctrl-C, or SIGTERM through cli/interrupt.py: no traceback
+            _interrupted(exc)
+
+
+def _interrupted(exc: KeyboardInterrupt):
+    status = getattr(exc, "status", 130)
+    click.echo(f"\ninterrupted ({'SIGTERM' if status == 143 else 'SIGINT'}): stopped; nothing partial was left",
+               err=True)
+    raise SystemExit(status) from None
 
 
 # Libraries' advice to their own developers, not to our users: deprecations inside transformers and torch's
@@ -83,3 +127,28 @@ def main():
     from the Python standard library's docstrings and cached in $ROOTS_EDGE_HOME.
     """
     quiet_libraries()
+
+
+def run() -> None:
+    """The console script: `main` with SIGINT / SIGTERM stopping any command promptly (cli/interrupt.py), also
+    while click parses the arguments (where click itself would print "Aborted!" and exit 1)."""
+    import sys
+
+    from .interrupt import install
+
+    install()
+    try:
+        status = main(standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        _interrupted(exc.__context__)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:                   # `roots-edge run ... | head`: the reader left; as click does
+        sys.stdout = None
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

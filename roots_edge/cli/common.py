@@ -14,16 +14,43 @@ download_option = click.option("--download", is_flag=True,
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
-def check_output(output: str | Path, force: bool, option: str = "--output") -> Path:
+def check_output(output: str | Path, force: bool, kind, option: str = "--output") -> Path:
     """`output` as a Path once it is known to be writable, checked before any expensive work: it must not exist
-    (unless `force`), and the nearest folder that does exist on its way must be a folder this user can write."""
+    (unless `force`, and then it must be a folder of `kind`, a `paths.OutputKind`, holding nothing else), and the
+    nearest folder that does exist on its way must be a folder this user can write."""
     from roots_edge.errors import OutputExistsError, OutputPathError
+    from roots_edge.paths import holds_cwd
 
-    out = Path(output).expanduser()
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another {option} or pass --force")
     if str(output).strip() == "":
         raise OutputPathError(f"{option} is empty; give a folder to write")
+    out = Path(output).expanduser()
+    if out.exists() and not force and not holds_cwd(out):
+        raise OutputExistsError(f"{out} already exists; choose another {option} or pass --force (which "
+                                f"replaces only {kind.name})")
+    kind.check(out, option)             # the current folder, a file, or a folder holding anything else: refused
+    return writable(out, option)
+
+
+def check_output_file(value: str, force: bool, option: str, example: str) -> Path:
+    """One file output, before anything is measured: not empty, never an existing folder, absent unless `force`
+    (which then replaces that file only), and under a folder this user can write."""
+    from roots_edge.errors import OutputExistsError, OutputPathError
+
+    if str(value).strip() == "":
+        raise OutputPathError(f"{option} is empty; give a file to write, e.g. {example}")
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise OutputPathError(f"{option} {path} is a folder; give a file to write, e.g. {path / example} "
+                              f"(--force replaces a file, never a folder)")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{option} {path} already exists; choose another file or pass --force to replace it")
+    return writable(path, option)
+
+
+def writable(out: Path, option: str) -> Path:
+    """`out` when the nearest folder that exists on its way is a folder this user can write."""
+    from roots_edge.errors import OutputPathError
+
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from roots_edge.modelio import MODEL_FOLDER
+
 from .common import check_output, echo_json
 
 
@@ -32,7 +34,7 @@ def prune(model, heads, kv_heads, ffn, layers, hidden, multiple_of, calibration,
     cfg = PruneConfig(heads=heads, kv_heads=kv_heads, ffn=ffn, layers=parse_layers(layers), hidden=hidden,
                       multiple_of=multiple_of)
     cfg.check()
-    out = check_output(output, force)
+    out = check_output(output, force, MODEL_FOLDER)
     texts = text_data(calibration, "train") if calibration else None
     lm = LanguageModel.from_pretrained(model)
     small = lm.prune(cfg, texts, progress=not quiet)
@@ -83,7 +85,7 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
     options = dict(steps=steps, lr=lr, batch_size=batch_size, seq_len=seq_len, temperature=temperature, alpha=alpha,
                    top_k=top_k, embed_loss=embed_loss, seed=seed)
     DistillConfig(**options).check()
-    out = check_output(output, force)
+    out = check_output(output, force, MODEL_FOLDER)
     t = LanguageModel.from_pretrained(teacher)
     s = LanguageModel.from_pretrained(student)
     ckpt = out.parent / f".{out.name}.checkpoint"
@@ -121,9 +123,9 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compress(model, recipe, output, force, quiet):
     """Run a compression RECIPE on MODEL: finetune -> prune -> distill -> export -> bench, with a report."""
-    from roots_edge.compress import load_compress_recipe, run_recipe
+    from roots_edge.compress import RUN_OUTPUT, load_compress_recipe, run_recipe
 
     r = load_compress_recipe(recipe)
-    check_output(output, force)
+    check_output(output, force, RUN_OUTPUT)
     report = run_recipe(model, r, Path(output), force=force, progress=not quiet, log=click.echo)
     click.echo(f"report: {Path(output) / 'report.md'} ({report['seconds']:.0f} s)")

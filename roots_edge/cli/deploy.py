@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from roots_edge.deploy import PLATFORMS
+from roots_edge.deploy import BUNDLE, PLATFORMS
 
 from .common import check_output, echo_json
 
@@ -24,7 +24,7 @@ def bundle(artifacts, platform_name, output, tar, python, no_measure, force, as_
     """Bundle ARTIFACTS for a device: copy the folder (or tarball) over, ./install.sh offline, ./run."""
     from roots_edge.deploy import bundle as make_bundle
 
-    check_output(output, force)
+    check_output(output, force, BUNDLE)
     info = make_bundle([Path(a) for a in artifacts], platform_name, Path(output), python=python, tar=tar,
                        force=force, measure=not no_measure,
                        log=lambda msg: click.echo(msg, err=True))

@@ -69,7 +69,9 @@ def export(model, targets, output, calibration, data_free, calibration_tokens, g
     from roots_edge.errors import OutputExistsError
     from roots_edge.exporters import configure, export as run_export, get_target, load_source, verification_table
     from roots_edge.exporters.quant import parse_classes
+    from roots_edge.manifest import ARTIFACT
     from roots_edge.model import LanguageModel
+    from roots_edge.modelio import check_folder
 
     out = Path(output)
     typed = {}                                   # target -> the first name it was typed as
@@ -79,16 +81,18 @@ def export(model, targets, output, calibration, data_free, calibration_tokens, g
     dests = [out] if len(resolved) == 1 else [out / typed[t] for t in resolved]
     taken = [str(d) for d in dests if d.exists()]
     if taken and not force:
-        raise OutputExistsError(f"{', '.join(taken)} already exist(s); choose another --output or pass --force")
+        raise OutputExistsError(f"{', '.join(taken)} already exist(s); choose another --output or pass --force "
+                                f"(which replaces only {ARTIFACT.name})")
     for dest in dests:
-        check_output(dest, force)
+        check_output(dest, force, ARTIFACT)
     classes = parse_classes(tensors)
-    lm = LanguageModel.from_pretrained(model, allow_download=download)
-    # every target's settings are checked before the first export starts
-    jobs = [configure(t, spec=lm.spec, group_size=group_size, method=method, ratio=ratio, classes=classes or None,
+    folder = LanguageModel.locate(model, allow_download=download)
+    # every target's settings are checked against the folder's config before torch loads it
+    jobs = [configure(t, spec=check_folder(folder), group_size=group_size, method=method, ratio=ratio, classes=classes or None,
                       awq=awq, scale_estimation=scale_estimation, static_int8=static_int8, verify=not no_verify,
                       allow_drift=allow_drift, data_free=data_free, calibration_tokens=calibration_tokens)
             for t in resolved]
+    lm = LanguageModel.from_pretrained(folder)
     source = load_source(lm, calibration=Path(calibration) if calibration else None)
     manifests = []
     for (target, options), dest in zip(jobs, dests):
@@ -111,8 +115,9 @@ def import_cmd(gguf_file, output, force):
     import json
 
     from roots_edge.importer import import_gguf
+    from roots_edge.modelio import MODEL_FOLDER
 
-    check_output(output, force)
+    check_output(output, force, MODEL_FOLDER)
     out = import_gguf(Path(gguf_file), Path(output), overwrite=force, log=lambda m: click.echo(m, err=True))
     record = json.loads((out / "roots_edge.json").read_text())
     parity = record["tokenizer_parity"]

@@ -1,9 +1,12 @@
 """`roots-edge run | chat | predict | devices`: artifacts through the one runtime API (no torch needed)."""
 from __future__ import annotations
 
+import itertools
 import sys
 
 import click
+
+from roots_edge.text import check_unicode
 
 from .common import echo_json, json_option, sampling_options
 
@@ -20,6 +23,15 @@ def _load(artifact, device, threads, context=None):
 
 context_option = click.option("--context", type=int, help="Tokens the model holds, prompt and reply (and what "
                               "llama.cpp sizes its KV cache for); default 2048 or the model's maximum if smaller.")
+
+
+def text_stdin() -> None:
+    """Read standard input as Python reads argv: bytes that are not UTF-8 arrive as surrogate escapes (0xff as
+    U+DCFF), so the one text check names the line, the character and the byte, instead of input() failing
+    with a UnicodeDecodeError traceback."""
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")
 
 
 def _run_guarded(fn):
@@ -43,6 +55,8 @@ def _run_guarded(fn):
 @threads_option
 def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, truncate, context, device, threads):
     """Stream the continuation of PROMPT from ARTIFACT (GGUF, ONNX, OpenVINO or a model folder)."""
+    check_unicode(prompt, "--prompt")          # before loading: argv bytes that were not UTF-8
+
     def go():
         model = _load(artifact, device, threads, context)
         pieces = model.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -70,6 +84,10 @@ def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, system
     """A REPL over ARTIFACT that keeps the conversation. Turns go through the model's own chat template (GGUF
     header, chat_template.jinja or tokenizer_config.json) and replies end at its end-of-turn tokens; a model
     without one continues a plain-text transcript. An empty line or Ctrl-D ends it."""
+    if system:
+        check_unicode(system, "--system")
+    text_stdin()
+
     def go():
         from pathlib import Path
 
@@ -84,13 +102,14 @@ def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, system
         click.echo(f"chatting with {artifact} ({ctx} tokens of context) through {mode}; an empty line ends")
         messages = [{"role": "system", "content": system}] if system else []
         history = ""
-        while True:
+        for turn in itertools.count(1):
             try:
                 line = input("you> ")
             except EOFError:
                 break
             if not line.strip():
                 break
+            check_unicode(line, f"line {turn} of standard input")
             click.echo("model> ", nl=False)
             reply = ""
             if templated:
@@ -136,9 +155,11 @@ def predict(artifact, texts, text_file, device, threads, as_json):
     """Classify TEXTS (and/or the lines of --file) with a classifier ARTIFACT (or model folder)."""
     from pathlib import Path
 
-    texts = list(texts)
+    from roots_edge.data import read_text
+
+    texts = [check_unicode(t, f"TEXT {i}") for i, t in enumerate(texts, 1)]
     if text_file:
-        texts += [line.strip() for line in Path(text_file).read_text().splitlines() if line.strip()]
+        texts += [line.strip() for line in read_text(Path(text_file)).splitlines() if line.strip()]
     if not texts:
         raise click.UsageError("give TEXTS or --file FILE")
 

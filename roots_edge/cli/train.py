@@ -4,6 +4,8 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
+from roots_edge.modelio import MODEL_FOLDER
+
 from .common import check_output, download_option, echo_json
 
 
@@ -35,7 +37,7 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
         if value is not None:
             setattr(getattr(r, section), key, value)
     r.check(f"recipe {recipe!r} with the command-line overrides")
-    out = check_output(output, force)
+    out = check_output(output, force, MODEL_FOLDER)
     build_from_recipe(r, out, progress=not quiet, restart=restart, overwrite=force)
 
 
@@ -57,7 +59,7 @@ def finetune(model, data, output, text_column, label_column, epochs, steps, lr, 
     from roots_edge.data import finetune_kind, read_corpus, read_labeled, stdlib_topics
     from roots_edge.model import LanguageModel
 
-    out = check_output(output, force)
+    out = check_output(output, force, MODEL_FOLDER)
     label_given = click.get_current_context().get_parameter_source("label_column") is not ParameterSource.DEFAULT
     # the data is read and checked before the model is loaded: a wrong file fails in a second, not after loading
     if data == "stdlib-topics":

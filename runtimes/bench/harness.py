@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from roots_edge.errors import BenchError
+from roots_edge.errors import BenchError, RootsEdgeError
 from roots_edge.manifest import Manifest
 
 from ..base import kl_and_agreement, log_softmax
+from ..devices import DEVICES
 
 
 @dataclass
@@ -36,6 +37,23 @@ class BenchConfig:
     seq: int = 128               # classifier sequence length
     quality_texts: int = 8       # held-out texts for perplexity / KL / top-1 (decoders) or agreement (classifiers)
     latency_runs: int = 50       # classifier batch-1 latency samples
+
+    def __post_init__(self):
+        for name, least in LEAST.items():
+            value = getattr(self, name)
+            if value is None and name == "threads":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise BenchError(f"BenchConfig {name} = {value!r}: expected a whole number of at least {least}"
+                                 f"{' (or None: the backend chooses)' if name == 'threads' else ''}")
+        if self.device not in DEVICES:
+            raise BenchError(f"BenchConfig device = {self.device!r}: expected one of {', '.join(DEVICES)}")
+
+
+# the smallest value of each count that still measures something (no runs: a table of nan)
+LEAST = {"prompt_tokens": 1, "gen_tokens": 1, "runs": 1, "warmup": 0, "threads": 1, "batch": 1, "seq": 1,
+         "quality_texts": 1, "latency_runs": 1}
+WORKER_FAILED = 3   # the worker's exit status when the runtime refused the artifact (its reason on stdout)
 
 
 def weight_bytes(path: Path) -> int:
@@ -118,9 +136,39 @@ def idle_load(seconds: float = 1.0) -> float | None:
     return others_share(busy0, cpu_busy_seconds(), own_cpu_seconds() - own0, time.perf_counter() - t0)
 
 
-def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], texts: list[str]) -> dict:
+def prompt_ids(encode, texts: list[str], n: int) -> list[list[int]]:
+    """The token ids every decoder row is measured on: each text's first `n` tokens under `encode` (text -> ids),
+    texts of fewer than 9 tokens left out."""
+    ids = [list(encode(t))[:n] for t in texts]
+    return [i for i in ids if len(i) > 8]
+
+
+def worker_failure(proc: subprocess.CompletedProcess) -> dict:
+    """{"error": one line, "error_class"} of a worker that ended without measuring: the runtime's own message
+    when it refused the artifact, else what the crash left (a signal, the traceback's last line) and its log."""
+    if proc.returncode == WORKER_FAILED:
+        try:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            pass
+    lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+    if proc.returncode < 0:
+        import signal
+
+        name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else \
+            str(-proc.returncode)
+        reason = f"the worker process was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") + \
+            (f"; its last words: {lines[-1][:300]}" if lines else "")
+    else:
+        reason = f"the worker process crashed: {lines[-1][:300] if lines else f'exit status {proc.returncode}'}"
+    return {"error": reason, "error_class": "crash", "log": proc.stderr[-4000:]}
+
+
+def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]] | None, texts: list[str]) -> dict:
     """Measure one artifact in a fresh process; logits / probabilities come back in an .npz. Also measures how
-    busy the rest of the machine was, just before and during the run (`machine_load`)."""
+    busy the rest of the machine was, just before and during the run (`machine_load`). A worker that could not
+    measure returns `worker_failure`'s {"error", "error_class"} instead. `ids` None: the worker tokenizes `texts`
+    with the artifact's own tokenizer and returns them as "ids"."""
     with tempfile.TemporaryDirectory() as tmp:
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"path": str(path), "kind": kind, "cfg": asdict(cfg), "ids": ids, "texts": texts,
@@ -131,7 +179,7 @@ def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]], te
                               capture_output=True, text=True)
         wall, busy1 = time.perf_counter() - t0, cpu_busy_seconds()
         if proc.returncode != 0:
-            raise BenchError(f"benchmarking {path} failed:\n{proc.stderr.strip()[-2000:]}")
+            return worker_failure(proc)
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         arrays = dict(np.load(Path(tmp) / "out.npz"))
     ours = own_cpu_seconds() - own0 + result.pop("cpu_seconds", 0.0)
@@ -170,15 +218,27 @@ def classifier_quality(probs: np.ndarray, ref: np.ndarray | None, labels: list[s
 
 def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, texts: list[str] | None = None,
           truth: list[str] | None = None, progress: bool = True) -> dict:
-    """Benchmark artifacts (and the reference as one more row); returns {"machine", "config", "rows"}."""
+    """Benchmark artifacts (and the reference as one more row); returns {"kind", "machine", "config", "rows",
+    "warnings"}. A path that does not exist is refused before anything runs; an artifact that cannot be measured
+    (it does not load, its device is absent, the run does not fit its context, its worker crashed) gives a row
+    with its one-line reason in "error" (and "error_class"), and the other rows are still measured."""
     from tqdm.auto import tqdm
 
-    from .. import detect_format
-    from ..base import load_tokenizer
+    from .. import check_exists
     from ..machine import describe
 
-    first = Path(paths[0]) if paths else reference
-    kind = _kind(first)
+    jobs = ([(Path(reference), True)] if reference else []) + [(Path(p), False) for p in paths]
+    if not jobs:
+        raise BenchError("nothing to benchmark: give at least one artifact (or a reference model)")
+    for path, _ in jobs:
+        check_exists(path)
+    kinds, failed = {}, {}
+    for path, _ in jobs:
+        try:
+            kinds[path] = _kind(path)
+        except RootsEdgeError as exc:      # a corrupt manifest, say: that row fails, the others run
+            failed[path] = {"error": str(exc), "error_class": type(exc).__name__}
+    kind = next(iter(kinds.values()), "decoder")
     if texts is None:
         from roots_edge.data import stdlib_docstrings
 
@@ -190,17 +250,20 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
     pairs = pairs[-cfg.quality_texts * (4 if kind == "classifier" else 1):]
     texts = [t for t, _ in pairs]
     truth = [y for _, y in pairs] if truth is not None else None
-    ids = []
+    ids: list[list[int]] | None = []
     if kind == "decoder":
-        tok = load_tokenizer(_tokenizer_folder(reference or first))
-        ids = [tok.encode(t).ids[: cfg.prompt_tokens] for t in texts]
-        ids = [i for i in ids if len(i) > 8]
-    jobs = ([(reference, True)] if reference else []) + [(Path(p), False) for p in paths]
+        tok = _shared_tokenizer([p for p, _ in jobs if p not in failed])
+        ids = prompt_ids(lambda t: tok.encode(t).ids, texts, cfg.prompt_tokens) if tok is not None else None
     rows, ref_arrays, params = [], None, None       # one parameter count for every row: comparable bits/weight
     for path, is_ref in tqdm(jobs, desc="bench", disable=not progress, unit="artifact"):
-        res = run_worker(path, kind, cfg, ids, texts)
-        arrays = res.pop("_arrays")
-        res.update(artifact=str(path), reference=is_ref, format=detect_format(path), size_bytes=weight_bytes(path))
+        res = failed.get(path) or run_worker(path, kind, cfg, ids, texts)
+        if "error" in res:
+            rows.append(_failed_row(path, is_ref, res))
+            continue
+        arrays, own_ids = res.pop("_arrays"), res.pop("ids", None)
+        if ids is None:                  # no tokenizer.json anywhere: this row's own tokenizer chose the ids
+            ids = own_ids
+        res.update(artifact=str(path), reference=is_ref, format=_format(path), size_bytes=weight_bytes(path))
         params = params or parameter_count(path)
         res["bits_per_weight"] = round(8 * res["size_bytes"] / params, 3) if params else None
         if kind == "decoder":
@@ -222,10 +285,38 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
             r["bandwidth_use"] = float(f"{r['size_bytes'] * r['tg_tps'] / bw:.4g}")
     warnings = [f"{Path(r['artifact']).name}: other processes kept {100 * share:.0f}% of the machine's CPU busy "
                 f"{when} this row; its figures cannot be trusted, run it again on a quiet machine"
-                for r in rows for when, share in (("just before", r["machine_load"]["before"]),
-                                                  ("during", r["machine_load"]["during"]))
+                for r in rows for when, share in (("just before", (r.get("machine_load") or {}).get("before")),
+                                                  ("during", (r.get("machine_load") or {}).get("during")))
                 if share is not None and share > BUSY_WARN]
     return {"kind": kind, "machine": machine, "config": asdict(cfg), "rows": rows, "warnings": warnings}
+
+
+def _format(path: Path) -> str | None:
+    from .. import detect_format
+
+    try:
+        return detect_format(path)
+    except RootsEdgeError:
+        return None
+
+
+def _failed_row(path: Path, is_ref: bool, failure: dict) -> dict:
+    """A row that was not measured: what is known without the runtime, and why (one line)."""
+    return {"artifact": str(path), "reference": is_ref, "format": _format(path), "size_bytes": weight_bytes(path),
+            **failure, "error": " ".join(failure["error"].split())}
+
+
+def source_reference(paths: list[Path]) -> Path | None:
+    """The model folder the first artifact with a manifest was exported from, when that folder is on this machine:
+    the default reference row. An unreadable manifest is skipped here (that artifact's own row says why)."""
+    for p in map(Path, paths):
+        try:
+            manifest = Manifest.read(p) if p.is_dir() else None
+        except RootsEdgeError:
+            continue
+        if manifest is not None and manifest.source.path and (Path(manifest.source.path) / "config.json").is_file():
+            return Path(manifest.source.path)
+    return None
 
 
 def _kind(path: Path) -> str:
@@ -245,12 +336,19 @@ def _kind(path: Path) -> str:
     return "decoder" if task == "causal-lm" else "classifier"
 
 
-def _tokenizer_folder(path: Path) -> Path:
-    p = Path(path)
-    folder = p if p.is_dir() else p.parent
-    if (folder / "tokenizer.json").is_file():
-        return folder
-    manifest = Manifest.read(folder)
-    if manifest is not None:
-        return Path(manifest.source.path)
-    raise FileNotFoundError(f"no tokenizer.json for {path}; pass --reference MODEL")
+def _shared_tokenizer(paths: list[Path]):
+    """The tokenizer every decoder row is fed by, so that their quality figures compare: the first readable
+    `tokenizer.json` of the reference, then of each artifact (beside it, or in the model its manifest names).
+    None when none has one (bare GGUF files): the first row measured then tokenizes with its own tokenizer."""
+    from ..base import load_tokenizer
+
+    for p in paths:
+        folder = p if p.is_dir() else p.parent
+        try:
+            manifest = Manifest.read(folder)
+            for candidate in (folder, Path(manifest.source.path) if manifest and manifest.source.path else None):
+                if candidate is not None and (candidate / "tokenizer.json").is_file():
+                    return load_tokenizer(candidate)
+        except RootsEdgeError:           # a damaged tokenizer or manifest: that row fails on its own
+            continue
+    return None

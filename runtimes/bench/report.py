@@ -25,7 +25,32 @@ def _load(row: dict) -> str:
     return text + (" (busy!)" if any(v is not None and v > BUSY_WARN for v in shares) else "")
 
 
+def failures(result: dict) -> list[str]:
+    """`name: reason` of every row that was not measured."""
+    return [f"{_name(r)}: {r['error']}" for r in result["rows"] if r.get("error")]
+
+
+def measured(result: dict) -> dict:
+    """`result` when every row was measured, else a BenchError naming each failed row and its reason: for
+    scripts that read every row's figures (benchmarks/)."""
+    from roots_edge.errors import BenchError
+
+    failed = failures(result)
+    if failed:
+        raise BenchError(f"{len(failed)} of {len(result['rows'])} rows failed: " + "; ".join(failed))
+    return result
+
+
 def columns(result: dict) -> list[tuple[str, callable]]:
+    """The table's columns: (header, cell of a row). A row that was not measured shows "-" in every figure
+    and its reason in the last column, "error", which the table has only when some row failed."""
+    cols = _columns(result)
+    if any(r.get("error") for r in result["rows"]):
+        cols.append(("error", lambda r: r.get("error") or "-"))
+    return cols
+
+
+def _columns(result: dict) -> list[tuple[str, callable]]:
     cfg = result["config"]
     f = lambda key, fmt: (lambda r: format(r[key], fmt) if r.get(key) is not None else "-")  # noqa: E731
     common = [("artifact", _name), ("format", f("format", "")), ("precision", f("precision", "")),
@@ -34,13 +59,14 @@ def columns(result: dict) -> list[tuple[str, callable]]:
               ("others' CPU %", _load)]
     if result["kind"] == "decoder":
         pp, tg = f"pp{cfg['prompt_tokens']}", f"tg{cfg['gen_tokens']}"
-        return common + [(f"{pp} t/s", lambda r: _pm(r[pp])), (f"{tg} t/s", lambda r: _pm(r[tg])),
+        return common + [(f"{pp} t/s", lambda r: _pm(r.get(pp))), (f"{tg} t/s", lambda r: _pm(r.get(tg))),
                          ("TTFT ms", f("ttft_ms", ".1f")), ("TPOT ms", f("tpot_ms", ".2f")),
                          ("bandwidth %", lambda r: f"{100 * r['bandwidth_use']:.1f}" if "bandwidth_use" in r else "-"),
                          ("ppl", f("perplexity", ".2f")), ("KL", f("kl", ".2e")), ("top-1", f("top1", ".4f"))]
     b = cfg["batch"]
     return common + [("p50 ms", f("latency_ms_p50", ".2f")), ("p90 ms", f("latency_ms_p90", ".2f")),
-                     ("p99 ms", f("latency_ms_p99", ".2f")), (f"b{b} texts/s", lambda r: _pm(r[f"throughput_b{b}"])),
+                     ("p99 ms", f("latency_ms_p99", ".2f")),
+                     (f"b{b} texts/s", lambda r: _pm(r.get(f"throughput_b{b}"))),
                      ("agreement", f("agreement", ".4f")), ("accuracy", f("accuracy", ".4f")),
                      ("macro-F1", f("macro_f1", ".4f"))]
 
@@ -59,7 +85,7 @@ def to_markdown(result: dict) -> str:
     cols = columns(result)
     lines = [f"machine: {machine_line(result)}", "",
              "| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fn(r) for _, fn in cols) + " |" for r in result["rows"]]
+    lines += ["| " + " | ".join(fn(r).replace("|", "\\|") for _, fn in cols) + " |" for r in result["rows"]]
     lines += [""] + [f"warning: {w}" for w in result.get("warnings", [])] if result.get("warnings") else []
     return "\n".join(lines)
 
@@ -79,13 +105,17 @@ def to_json(result: dict) -> str:
 
 
 def plot(result: dict, out: Path) -> Path:
-    """Speed and quality side by side, one bar per artifact."""
+    """Speed and quality side by side, one bar per measured artifact (rows that failed have no figures)."""
+    rows = [r for r in result["rows"] if not r.get("error")]
+    if not rows:
+        from roots_edge.errors import BenchError
+
+        raise BenchError(f"no artifact was measured, so {out} was not drawn: " + "; ".join(failures(result)))
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
     names = [_name(r) for r in rows]
     if result["kind"] == "decoder":
         tg = f"tg{result['config']['gen_tokens']}"
@@ -112,6 +142,7 @@ def plot(result: dict, out: Path) -> Path:
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(machine_line(result)[:120], fontsize=8)
     fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return Path(out)

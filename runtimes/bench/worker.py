@@ -19,9 +19,11 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def bench_decoder(model, job: dict, cfg) -> tuple[dict, dict]:
+    from roots_edge.errors import BenchError
+
     need, context = cfg.prompt_tokens + cfg.gen_tokens, model.backend.context_length
     if need > context:  # past it a model runs on positions it never learned (or the runtime fails midway)
-        raise SystemExit(f"pp{cfg.prompt_tokens} + tg{cfg.gen_tokens} = {need} tokens do not fit the context of "
+        raise BenchError(f"pp{cfg.prompt_tokens} + tg{cfg.gen_tokens} = {need} tokens do not fit the context of "
                          f"{job['path']} ({context} tokens); lower --prompt-tokens / --gen-tokens")
     arrays = {f"logits{i}": model.logits(ids) for i, ids in enumerate(job["ids"])}
     stream = [t for ids in job["ids"] for t in ids]
@@ -102,16 +104,27 @@ def peak_rss_mb() -> float:
 
 
 def main(job_path: str) -> None:
+    from roots_edge.errors import RootsEdgeError
+
     from .. import load
-    from .harness import BenchConfig
+    from .harness import WORKER_FAILED, BenchConfig, prompt_ids
 
     job = json.loads(open(job_path).read())
     cfg = BenchConfig(**job["cfg"])
-    t = time.perf_counter()
-    model = load(job["path"], device=cfg.device, threads=cfg.threads)
-    load_s = time.perf_counter() - t
-    measure = bench_decoder if job["kind"] == "decoder" else bench_classifier
-    result, arrays = measure(model, job, cfg)
+    try:   # the runtime refusing the artifact (damaged, device absent, run past its context) is this row's result
+        t = time.perf_counter()
+        model = load(job["path"], device=cfg.device, threads=cfg.threads)
+        load_s = time.perf_counter() - t
+        own_ids = job["kind"] == "decoder" and job["ids"] is None   # no shared tokenizer.json: the artifact's own
+        if own_ids:
+            job["ids"] = prompt_ids(model.tokenize, job["texts"], cfg.prompt_tokens)
+        measure = bench_decoder if job["kind"] == "decoder" else bench_classifier
+        result, arrays = measure(model, job, cfg)
+    except RootsEdgeError as exc:
+        print(json.dumps({"error": str(exc), "error_class": type(exc).__name__}))
+        sys.exit(WORKER_FAILED)
+    if own_ids:                 # the ids every later row is measured on
+        result["ids"] = job["ids"]
     info = model.info()
     result.update(load_s=round(load_s, 3), precision=info.get("precision"), backend=info.get("backend"),
                   device=info.get("device"), peak_rss_mb=round(peak_rss_mb(), 1))
