@@ -77,10 +77,14 @@ def _split_texts(source: Source, options: ExportOptions) -> tuple[list[str], lis
     return calibration, verification
 
 
-def bits_per_weight(weight_bytes: int, model) -> float:
-    """Bits of the weight file(s) per parameter of the PyTorch model (tied tensors counted once)."""
-    n = sum(p.numel() for p in model.parameters())
-    return round(8 * weight_bytes / n, 3)
+def parameter_count(model) -> int:
+    """Parameters of the PyTorch model, tied tensors counted once (`parameters()` yields a shared one once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def bits_per_weight(weight_bytes: int, parameters: int) -> float:
+    """Bits of the weight file(s) per parameter."""
+    return round(8 * weight_bytes / parameters, 3)
 
 
 QUANT_KEYS = frozenset(f.name for f in fields(QuantConfig)) - {"precision"}
@@ -148,7 +152,8 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
                               family=source.spec.family, task=source.spec.task, labels=source.spec.labels),
             files=[FileEntry(str(p.relative_to(tmp)), p.stat().st_size, sha256_file(p)) for p in files],
             size_bytes=sum(p.stat().st_size for p in files),
-            bits_per_weight=bits_per_weight(weight_bytes, source.model),
+            bits_per_weight=bits_per_weight(weight_bytes, parameter_count(source.model)),
+            parameters=parameter_count(source.model),
             export_seconds=round(seconds, 2),
             verification=Verification(**result),
             versions=exporter.versions(),

@@ -16,7 +16,7 @@ from .errors import CorruptModelError
 from .paths import OutputKind, strays_of
 
 FILE = "manifest.json"
-SCHEMA = 3  # 2: `schema`, `exporter_revision`, `verification.cpu` are written; 3: `quant`
+SCHEMA = 4  # 2: `schema`, `exporter_revision`, `verification.cpu` are written; 3: `quant`; 4: `parameters`
 
 
 @dataclass
@@ -56,7 +56,8 @@ class Manifest:
     source: SourceInfo = field(default_factory=SourceInfo)
     files: list[FileEntry] = field(default_factory=list)
     size_bytes: int = 0
-    bits_per_weight: float = 0.0
+    bits_per_weight: float = 0.0                     # bits of the weight files per parameter
+    parameters: int = 0             # of the PyTorch source, tied tensors once; 0: not recorded (schema < 4)
     export_seconds: float = 0.0
     verification: Verification = field(default_factory=Verification)
     versions: dict = field(default_factory=dict)

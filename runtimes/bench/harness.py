@@ -66,13 +66,14 @@ def weight_bytes(path: Path) -> int:
 
 def parameter_count(path: Path) -> int | None:
     """Weights of the model in an artifact or model folder (tied tensors once), from what is on disk: the
-    manifest (export size and bits per weight), a GGUF header's tensor shapes, or safetensors headers; None for a
-    foreign ONNX / OpenVINO folder."""
+    manifest's count (exports since manifest schema 4), a GGUF header's tensor shapes, or safetensors headers;
+    None for an ONNX / OpenVINO folder without one. (Dividing the manifest's size of all files by its bits per
+    weight, which counts weight files only, overcounted: tokenizer and graph files are not weights.)"""
     p = Path(path)
     folder = p if p.is_dir() else p.parent
     manifest = Manifest.read(folder) if p.is_dir() else None
-    if manifest is not None and manifest.bits_per_weight > 0 and manifest.size_bytes:
-        return round(8 * manifest.size_bytes / manifest.bits_per_weight)
+    if manifest is not None and manifest.parameters:
+        return manifest.parameters
     ggufs = [p] if p.suffix == ".gguf" else sorted(p.glob("*.gguf")) if p.is_dir() else []
     if len(ggufs) == 1:
         from ..llamacpp import read_header

@@ -214,3 +214,19 @@ def test_others_cpu_use_is_measured_and_a_busy_machine_is_warned_about(artifacts
     assert row["machine_load"]["before"] > 0.6 and row["machine_load"]["during"] > 0.3, row["machine_load"]
     assert r["warnings"] and "gguf-f32: other processes kept" in r["warnings"][0]
     assert "cannot be trusted" in result.stderr
+
+
+def test_parameter_count_without_a_reference_is_the_models_own(artifacts, tiny_llama):
+    """An ONNX row with no reference row takes its parameter count from the manifest (schema 4). It once
+    divided the size of all the artifact's files by bits per weight computed from the weight files only,
+    counting tokenizer and graph bytes as parameters."""
+    from safetensors import safe_open
+
+    from roots_edge.runtimes.bench.harness import parameter_count
+
+    with safe_open(str(Path(tiny_llama) / "model.safetensors"), "np") as f:
+        own = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())       # tied: stored once
+    for name in ("onnx-fp32", "gguf-f32"):
+        manifest = json.loads((artifacts / name / "manifest.json").read_text())
+        assert manifest["parameters"] == own == parameter_count(artifacts / name), name
+    assert parameter_count(tiny_llama) == own
