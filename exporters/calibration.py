@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
-from roots_edge.runtimes.onnxruntime import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, LOGITS, TOKEN_TYPE_IDS
+from roots_edge.formats.onnx import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, LOGITS, TOKEN_TYPE_IDS
 
 
 def encoder_names(spec) -> tuple[list[str], list[str]]:

@@ -36,9 +36,8 @@ def heldout_texts(folder: Path, record: dict) -> list[str]:
     return stdlib_docstrings().val
 
 
-def load_source(model=None, *, calibration: Path | None = None) -> Source:
-    """A `Source` from a model folder (None: the embedded default model) or from a model already loaded
-    in memory: anything with `path`, `spec`, `model` and `tokenizer` (a `LanguageModel`, which lives a layer
+def load_source(model, *, calibration: Path | None = None) -> Source:
+    """A `Source` from a model folder or from a model already loaded in memory: anything with `path`, `spec`, `model` and `tokenizer` (a `LanguageModel`, which lives a layer
     above the exporters and is therefore not imported here)."""
     from roots_edge.modelio import check_folder, folder_hash, load_torch, read_record, resolve
 
@@ -47,12 +46,10 @@ def load_source(model=None, *, calibration: Path | None = None) -> Source:
         if folder is None:
             raise DataError("export needs a model saved on disk: call save_pretrained(dir) first")
     else:
-        if model is None:
-            from roots_edge.pretrain import ensure_default_model
-
-            folder = ensure_default_model()
-        else:
-            folder = resolve(model)
+        if model is None:       # training the default model is the train layer's work, above the exporters
+            raise DataError("load_source needs a model folder or a loaded model; for the embedded default model "
+                            "pass LanguageModel.from_pretrained() (roots_edge.LanguageModel)")
+        folder = resolve(model)
         spec = check_folder(folder)
         torch_model, tokenizer = load_torch(folder, spec)
     folder = Path(folder)

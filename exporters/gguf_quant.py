@@ -187,7 +187,7 @@ def tensor_report(path: Path, qt: QuantType | None, weighted: set[str] | frozens
     reader takes seconds on a 49k-token vocabulary)."""
     from gguf import GGMLQuantizationType
 
-    from roots_edge.runtimes.llamacpp import read_header
+    from roots_edge.formats.gguf import read_header
 
     counts: dict[str, int] = {}
     fallbacks: dict[str, str] = {}

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 from roots_edge.errors import UnsupportedModelError
-from roots_edge.runtimes.onnxruntime import (ATTENTION_MASK, GENAI_CONFIG, INPUT_IDS, LOGITS, MODEL_FILE, PAST_KEY,
-                                             PAST_VALUE, POSITION_IDS, PRESENT_KEY, PRESENT_VALUE, decoder_names)
+from roots_edge.formats.onnx import (ATTENTION_MASK, GENAI_CONFIG, INPUT_IDS, LOGITS, MODEL_FILE, PAST_KEY, PAST_VALUE,
+                                     POSITION_IDS, PRESENT_KEY, PRESENT_VALUE, decoder_names)
 
 from .onnx_attention import DOMAIN, fused_attention, fused_decoder_wrapper
 from .onnx_trace import trace_to_onnx

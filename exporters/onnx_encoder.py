@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roots_edge.runtimes.onnxruntime import LOGITS
+from roots_edge.formats.onnx import LOGITS
 
 from .calibration import encoder_items, encoder_names
 from .onnx_trace import trace_to_onnx

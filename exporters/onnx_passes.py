@@ -16,7 +16,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from roots_edge.runtimes.onnxruntime import DATA_FILE, MODEL_FILE
+from roots_edge.formats.onnx import DATA_FILE, MODEL_FILE
 
 from .quant import QuantConfig, bits_of, tensor_class
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .data import Labeled
-from .evaluate import ClassifierReport, classification_report
+from .metrics import ClassifierReport, classification_report
 from .errors import UnsupportedModelError
 from .spec import FAMILY_LIST, ModelSpec
 from roots_edge.runtimes.base import ENCODER_MAX_TOKENS

@@ -114,7 +114,7 @@ def import_gguf(path: str | Path, out: str | Path, *, overwrite: bool = False, l
     from gguf import GGUFReader, LlamaFileType
 
     from .modelio import save_folder
-    from .runtimes.llamacpp import find_gguf, read_header
+    from .formats.gguf import find_gguf, read_header
 
     path = find_gguf(path)
     header = read_header(path)            # a clear error for a truncated or corrupt file, before gguf-py reads it

@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .base import GGUF_MAGIC, Backend, RuntimeLoadError
+from roots_edge.formats.gguf import GGUF_MAGIC
+
+from .base import Backend, RuntimeLoadError
 
 BACKEND_MODULES = {"gguf": "llamacpp", "onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
 

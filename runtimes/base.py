@@ -19,8 +19,7 @@ from roots_edge.text import check_unicode
 
 from .chat import folder_template
 
-ENCODER_MAX_TOKENS = 256
-GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (gguf.GGUF_MAGIC as it lies on disk)  # truncation for classification / embedding inputs, the same on every backend
+ENCODER_MAX_TOKENS = 256   # truncation for classification / embedding inputs, the same on every backend
 
 
 def load_tokenizer(folder: Path):

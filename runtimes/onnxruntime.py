@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from roots_edge.errors import ContextOverflowError
+from roots_edge.formats.onnx import (ATTENTION_MASK, DATA_FILE, GENAI_CONFIG, INPUT_IDS, LAST_HIDDEN_STATE, LOGITS,
+                                     MODEL_FILE, PAST_KEY, PAST_VALUE, POSITION_IDS, TOKEN_TYPE_IDS, decoder_names)
 from roots_edge.manifest import Manifest
 
 from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
@@ -28,25 +30,8 @@ from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_ma
 from .contract import Contract, check_io
 from .machine import INT8_KERNELS, int8_kernel_class
 
-MODEL_FILE = "model.onnx"
-DATA_FILE = "model.onnx_data"       # external weights, written only past protobuf's 2 GB limit
-GENAI_CONFIG = "genai_config.json"  # makes the folder an onnxruntime-genai model too
-
-INPUT_IDS, ATTENTION_MASK, POSITION_IDS = "input_ids", "attention_mask", "position_ids"
-TOKEN_TYPE_IDS = "token_type_ids"
-LOGITS, LAST_HIDDEN_STATE = "logits", "last_hidden_state"
-PAST_KEY, PAST_VALUE = "past_key_values.%d.key", "past_key_values.%d.value"      # (B, kv_heads, past, head_dim)
-PRESENT_KEY, PRESENT_VALUE = "present.%d.key", "present.%d.value"                # (B, kv_heads, past+T, head_dim)
-
 _NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 _HINT = "re-export it with `roots-edge export --target onnx-...`"
-
-
-def decoder_names(num_layers: int) -> tuple[list[str], list[str]]:
-    """(inputs, outputs) of a decoder graph, in order."""
-    kv_in = [name % i for i in range(num_layers) for name in (PAST_KEY, PAST_VALUE)]
-    kv_out = [name % i for i in range(num_layers) for name in (PRESENT_KEY, PRESENT_VALUE)]
-    return [INPUT_IDS, ATTENTION_MASK, POSITION_IDS, *kv_in], [LOGITS, *kv_out]
 
 
 _PAST = re.compile("|".join(re.escape(name).replace("%d", r"(\d+)") for name in (PAST_KEY, PAST_VALUE)))

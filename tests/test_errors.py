@@ -33,7 +33,8 @@ def test_cli_prints_them_as_one_line(tiny_llama, tmp_path):
 
 def test_a_missing_backend_library_names_the_extra(tmp_path, monkeypatch):
     import roots_edge.runtimes as runtimes
-    from roots_edge.runtimes.base import GGUF_MAGIC, RuntimeLoadError
+    from roots_edge.formats.gguf import GGUF_MAGIC
+    from roots_edge.runtimes.base import RuntimeLoadError
 
     class NeedsLlamaCpp:
         def __init__(self, *a, **kw):

@@ -55,7 +55,7 @@ def gguf_bytes(llama_exports) -> tuple[bytes, int]:
     and where its tensor data starts."""
     path = next(llama_exports["gguf-f32"][0].glob("*.gguf"))
     data = path.read_bytes()
-    from roots_edge.runtimes.llamacpp import _Cursor, _walk
+    from roots_edge.formats.gguf import _Cursor, _walk
 
     start, _, _ = _walk(_Cursor(data, len(data)), path, "")
     return data, start

@@ -104,5 +104,51 @@ def test_the_checker_sees_function_level_cycles(tmp_path):
 
 def test_leaves_import_nothing_of_roots_edge():
     known = modules()
-    for leaf in ("roots_edge.errors", "roots_edge.versions", "roots_edge.paths", "roots_edge.spec"):
+    for leaf in ("roots_edge.errors", "roots_edge.versions", "roots_edge.paths", "roots_edge.spec", "roots_edge.text",
+                 "roots_edge.telemetry", "roots_edge.metrics", "roots_edge.formats.gguf", "roots_edge.formats.onnx"):
         assert imported(leaf, known[leaf], known) <= {"roots_edge.errors", "roots_edge.paths"}, leaf
+
+
+# Every module's layer, lowest first (ARCHITECTURE.md, "Layers"): a module imports only from its own rank or
+# below. The folders do not show all of these layers yet (roots_edge/ is flat); the ranks do.
+RANKS = [
+    ("leaves", ["roots_edge.errors", "roots_edge.paths", "roots_edge.spec", "roots_edge.versions", "roots_edge.text",
+                "roots_edge.telemetry", "roots_edge.metrics", "roots_edge.tokenizer", "roots_edge._stdlib_docstrings",
+                "roots_edge.models"]),
+    ("formats", ["roots_edge.formats", "roots_edge.manifest"]),
+    ("data", ["roots_edge.data", "roots_edge.modelio"]),
+    ("exporters and runtimes", ["roots_edge.exporters", "roots_edge.runtimes", "roots_edge.importer"]),
+    ("train", ["roots_edge.fit", "roots_edge.train", "roots_edge.pretrain", "roots_edge.classifier",
+               "roots_edge.distill", "roots_edge.prune", "roots_edge.evaluate", "roots_edge.recipes"]),
+    ("pipelines and deploy", ["roots_edge.compress", "roots_edge.deploy", "roots_edge.crossbuild"]),
+    ("facade", ["roots_edge.model", "roots_edge"]),
+    ("cli", ["roots_edge.cli"]),
+]
+
+
+def rank(module: str) -> int:
+    """The rank of the longest prefix (a module or a package) that names `module`."""
+    best = max(((len(p), r) for r, (_, prefixes) in enumerate(RANKS) for p in prefixes
+                if module == p or module.startswith(p + ".")), default=None)
+    assert best is not None, f"{module} has no rank in RANKS: give it its layer"
+    return best[1]
+
+
+def upward(g: dict[str, set[str]]) -> list[str]:
+    """Imports that point up a layer, and runtimes importing exporters (same layer, but one way only)."""
+    wrong = [f"{m} ({RANKS[rank(m)][0]}) imports {d} ({RANKS[rank(d)][0]})"
+             for m, deps in g.items() for d in deps if rank(d) > rank(m)]
+    wrong += [f"{m} imports {d}: runtimes never import exporters" for m, deps in g.items() for d in deps
+              if m.startswith("roots_edge.runtimes") and d.startswith("roots_edge.exporters")]
+    return sorted(wrong)
+
+
+def test_imports_point_down_only():
+    assert upward(graph()) == []
+
+
+def test_the_direction_check_sees_an_upward_import():
+    g = {"roots_edge.data": {"roots_edge.pretrain"}, "roots_edge.runtimes.base": {"roots_edge.exporters.base"},
+         "roots_edge.model": {"roots_edge.errors"}}
+    assert upward(g) == ["roots_edge.data (data) imports roots_edge.pretrain (train)",
+                         "roots_edge.runtimes.base imports roots_edge.exporters.base: runtimes never import exporters"]

@@ -76,7 +76,7 @@ def parameter_count(path: Path) -> int | None:
         return manifest.parameters
     ggufs = [p] if p.suffix == ".gguf" else sorted(p.glob("*.gguf")) if p.is_dir() else []
     if len(ggufs) == 1:
-        from ..llamacpp import read_header
+        from roots_edge.formats.gguf import read_header
 
         return read_header(ggufs[0])["elements"] or None
     shards = sorted(folder.glob("*.safetensors")) if p.is_dir() else []
@@ -210,7 +210,7 @@ def classifier_quality(probs: np.ndarray, ref: np.ndarray | None, labels: list[s
     if ref is not None:
         out["agreement"] = float((probs.argmax(-1) == ref.argmax(-1)).mean())
     if truth is not None:
-        from roots_edge.evaluate import classification_report
+        from roots_edge.metrics import classification_report
 
         rep = classification_report(truth, [labels[i] for i in probs.argmax(-1)], labels)
         out.update(accuracy=rep.accuracy, macro_f1=rep.macro_f1)
