@@ -345,20 +345,47 @@ def read_json(path: Path) -> dict:
 
 
 class Backend:
-    """Verbs every backend offers (issue-4 runtime API grows from here):
+    """The contract every backend keeps: what `EdgeModel`, the decode loop and the benchmark call, and nothing
+    else (tests/runtimes/test_contract.py runs every backend against it).
 
+    Set when it loads (`ATTRIBUTES`):
+    - `task`: "causal-lm", "classification" or "embedding"; `labels`: class names (classifiers), else [];
+    - `eos_ids`: the ids that end a generation (decoders; may be empty for encoders);
+    - `context_length`: tokens the opened model holds; `max_context`: tokens its file declares (>= the first).
+
+    Verbs:
+    - `reset()`, then `forward(ids)`: (T,) ids fed after the KV cache -> (V,) float32 logits of the last position
+      (decoders: the one decode loop, runtimes/generation.py, drives these);
     - `logits(input_ids)`: (1, T) int64 -> (T, V) float32, a full prefill (decoders);
     - `classify_logits(texts)`: (N, C) class logits (classifiers);
-    - `embed(texts)`: (N, C) mean-pooled, normalised embeddings (encoders).
+    - `embed(texts)`: (N, C) mean-pooled, normalised embeddings (encoders);
+    - `tokenize(text)` / `detokenize(ids)` / `chat_facts()`: the artifact's own tokenizer and chat template;
+    - `info()`: a dict with at least `INFO_KEYS`.
+    A verb the model's task lacks raises NotImplementedError (EdgeModel turns that into a TaskError).
     """
 
+    ATTRIBUTES: ClassVar[dict[str, type]] = {"task": str, "labels": list, "eos_ids": set, "context_length": int,
+                                              "max_context": int}
+    INFO_KEYS: ClassVar[tuple[str, ...]] = ("format", "precision", "backend", "device", "context_length",
+                                            "max_context", "task", "labels")
     registry: ClassVar[dict[str, type["Backend"]]] = {}
     format: ClassVar[str]
+    task: str
+    labels: list[str]
+    eos_ids: set[int]
+    context_length: int
+    max_context: int
 
     def __init_subclass__(cls, format: str, **kw):
         super().__init_subclass__(**kw)
         cls.format = format
         Backend.registry[format] = cls
+
+    def reset(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no decoder")
+
+    def forward(self, ids: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no decoder")
 
     def logits(self, input_ids: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} has no decoder")
@@ -401,3 +428,6 @@ class Backend:
 
     def detokenize(self, ids: list[int]) -> str:
         return self._tokenizer().decode(ids, skip_special_tokens=True)
+
+    def info(self) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} must describe itself (Backend.INFO_KEYS)")

@@ -127,6 +127,11 @@ class LlamaCppBackend(Backend, format="gguf"):
     # ------------------------------------------------------------------ decoders
     def reset(self) -> None:
         """Forget the KV cache: the next `forward` starts a new sequence at position 0."""
+        if self.encoder:
+            raise NotImplementedError(f"{self.path.name} is an encoder; it has no KV cache to reset")
+        self._clear()
+
+    def _clear(self) -> None:
         import llama_cpp
 
         memory = llama_cpp.llama_get_memory(self.llm.ctx)
@@ -162,7 +167,7 @@ class LlamaCppBackend(Backend, format="gguf"):
 
     def logits(self, input_ids: np.ndarray) -> np.ndarray:
         """(1, T) -> (T, V) float32: a full prefill from an empty cache."""
-        self.reset()
+        self._clear()
         return self._decode([int(i) for i in np.asarray(input_ids).reshape(-1)], all_logits=True)
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
@@ -259,7 +264,7 @@ class LlamaCppBackend(Backend, format="gguf"):
                 rows.append(i)
                 i += 1
             b.n_tokens = n
-            self.reset()
+            self._clear()
             if llama_cpp.llama_encode(self.llm.ctx, b) != 0:
                 raise BackendError(f"llama_encode failed on {len(rows)} texts ({n} tokens)")
             for seq, row in enumerate(rows):

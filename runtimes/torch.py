@@ -64,12 +64,19 @@ class TorchBackend(Backend, format="torch"):
         self.cache = None
 
     # decoder primitives -------------------------------------------------------
+    def _needs(self, task: str, what: str) -> None:
+        """The contract's refusal (runtimes/base.py): a verb this model's head does not have."""
+        if self.task != task:
+            raise NotImplementedError(f"{self.spec.architecture} is a {self.task} model; it has no {what}")
+
     def reset(self) -> None:
         from transformers import DynamicCache
 
+        self._needs("causal-lm", "KV cache")
         self.cache = DynamicCache(config=self.model.config)
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
+        self._needs("causal-lm", "next-token logits")
         torch = self.torch
         x = torch.from_numpy(np.asarray(ids, dtype=np.int64).reshape(1, -1)).to(self.placement.setting)
         with torch.no_grad():
@@ -78,6 +85,7 @@ class TorchBackend(Backend, format="torch"):
         return out.logits[0, -1].float().cpu().numpy()
 
     def logits(self, input_ids: np.ndarray) -> np.ndarray:
+        self._needs("causal-lm", "next-token logits")
         torch = self.torch
         with torch.no_grad():
             out = self.model(input_ids=torch.from_numpy(np.asarray(input_ids, dtype=np.int64)).to(self.placement.setting))
@@ -91,6 +99,7 @@ class TorchBackend(Backend, format="torch"):
                 "attention_mask": torch.from_numpy(mask).to(self.placement.setting)}, mask
 
     def classify_logits(self, texts):
+        self._needs("classification", "classification head")
         enc, _ = self._encode(texts)
         with self.torch.no_grad():
             return self.model(**enc).logits.float().cpu().numpy()
