@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from roots_edge.errors import GenerationError
+from roots_edge.text import check_unicode
 
 
 @dataclass
@@ -31,6 +32,8 @@ class GenerationConfig:
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise GenerationError(f"stop strings must be non-empty text (an empty one would end every reply at "
                                   f"once); got {list(self.stop)}")
+        for i, s in enumerate(self.stop):     # one that is not Unicode could never match: say so, as for prompts
+            check_unicode(s, f"stop string {i + 1}")
 
 
 class Sampler:

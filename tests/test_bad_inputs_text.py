@@ -118,6 +118,15 @@ def test_every_classifier_refuses_text_that_is_not_unicode(classifiers, opened, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stop_string_that_is_not_unicode_is_refused(decoders, opened, backend):
+    """It could never match the text (which is Unicode): refused like a prompt, before any token."""
+    with pytest.raises(TextInputError, match="stop string 2 is not valid Unicode: character 1 is byte 0xff"):
+        opened(decoders[backend]).generate(PROMPT, 2, stop=("\n", "\udcff"))
+    one_line_error(["run", decoders[backend], "-p", PROMPT, "-n", "2", "--stop", "\udcff"],
+                   "stop string 1 is not valid Unicode: character 1 is byte 0xff")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_run_refuses_a_prompt_of_bytes_that_are_not_utf8(decoders, backend):
     one_line_error(["run", decoders[backend], "-p", ESCAPED, "-n", "2"],
                    "--prompt is not valid Unicode: character 8 is byte 0xff, which is not UTF-8")
