@@ -143,14 +143,15 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
             result = {"passed": None, "skipped": "--no-verify"}
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         weight_bytes = extras.pop("weight_bytes", None) or sum(p.stat().st_size for p in files)
+        parameters = parameter_count(source.model)
         manifest = Manifest(
             target=target.name, format=target.format, precision=target.precision, quant=target.quant.to_dict(),
             source=SourceInfo(path=str(source.folder), sha256=source.sha256, architecture=source.spec.architecture,
                               family=source.spec.family, task=source.spec.task, labels=source.spec.labels),
             files=[FileEntry(str(p.relative_to(tmp)), p.stat().st_size, sha256_file(p)) for p in files],
             size_bytes=sum(p.stat().st_size for p in files),
-            bits_per_weight=bits_per_weight(weight_bytes, parameter_count(source.model)),
-            parameters=parameter_count(source.model),
+            bits_per_weight=bits_per_weight(weight_bytes, parameters),
+            parameters=parameters,
             export_seconds=round(seconds, 2),
             verification=Verification(**result),
             versions=exporter.versions(),

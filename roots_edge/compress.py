@@ -37,7 +37,7 @@ else:  # pragma: no cover
 from .errors import RecipeError
 from .manifest import ARTIFACT
 from .modelio import MODEL_FOLDER
-from .paths import OutputKind, entries
+from .paths import OutputKind
 
 ORDER = ("finetune", "prune", "distill", "export", "bench")
 DATA_SETS = ("stdlib-docstrings", "stdlib-topics")
@@ -296,16 +296,18 @@ def _run_strays(folder: Path) -> list[str]:
     """What a recipe run did not write in `folder`: its stage model folders, its artifacts, its reports and its
     distillation checkpoint are its own; each stage or artifact folder must itself hold only what it writes."""
     found = []
-    for top in sorted({e.split("/", 1)[0] for e in entries(folder)}):
-        path = folder / top
-        if top in STAGE_FOLDERS and path.is_dir():
+    for path in sorted(folder.iterdir()):
+        top, is_dir = path.name, path.is_dir() and not path.is_symlink()
+        if top in STAGE_FOLDERS and is_dir:
             found += [f"{top}/{s}" for s in MODEL_FOLDER.strays(path)]
-        elif top == "artifacts" and path.is_dir():
-            for art in sorted(p for p in path.iterdir()):
-                found += [f"artifacts/{art.name}/{s}" for s in ARTIFACT.strays(art)] if art.is_dir() and \
-                    not art.is_symlink() else [f"artifacts/{art.name}"]
+        elif top == "artifacts" and is_dir:
+            for art in sorted(path.iterdir()):
+                if art.is_dir() and not art.is_symlink():
+                    found += [f"artifacts/{art.name}/{s}" for s in ARTIFACT.strays(art)]
+                else:
+                    found.append(f"artifacts/{art.name}")
         elif not (top in REPORT_FILES or top.startswith(CHECKPOINT)):
-            found.append(f"{top}/" if path.is_dir() else top)
+            found.append(f"{top}/" if is_dir else top)
     return found
 
 

@@ -119,4 +119,4 @@ def _artifact_strays(folder: Path) -> list[str]:
     return strays_of(Path(folder), listed.__contains__)
 
 
-ARTIFACT = OutputKind("an artifact folder (manifest.json and the files it lists)", _artifact_strays)
+ARTIFACT = OutputKind("an artifact folder (manifest.json and the files it lists)", _artifact_strays, "onnx-int8")

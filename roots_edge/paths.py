@@ -64,6 +64,7 @@ class OutputKind:
 
     name: str                                   # "an artifact folder (manifest.json and the files it lists)"
     strays: Callable[[Path], list[str]]
+    example: str = "out"                        # a new folder name to suggest in refusals
 
     def check(self, out: Path, option: str = "--output") -> None:
         """Raise `OutputExistsError` unless `out` may be replaced by an output of this kind: absent, an empty
@@ -73,7 +74,7 @@ class OutputKind:
         if holds_cwd(out):
             raise OutputExistsError(f"{option} {out} is the current folder (or holds it): an output replaces its "
                                     f"folder whole; name a new folder inside it instead (e.g. {option} "
-                                    f"./{_example_name(self)})")
+                                    f"./{self.example})")
         if not out.exists() and not out.is_symlink():
             return
         if not out.is_dir() or out.is_symlink():
@@ -85,10 +86,6 @@ class OutputKind:
             raise OutputExistsError(f"{option} {out} holds what this command does not write: {shown}. --force "
                                     f"replaces only {self.name}; nothing was changed. Choose a new folder (or "
                                     f"move those files away)")
-
-
-def _example_name(kind: OutputKind) -> str:
-    return "out" if "artifact" not in kind.name else "onnx-int8"
 
 
 def holds_cwd(path: Path) -> bool:

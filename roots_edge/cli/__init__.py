@@ -69,12 +69,12 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx, formatter):
         names = self.list_commands(ctx)
-        absent = [name for name in names if missing(name)]
+        absent = {name: lack for name in names if (lack := missing(name))}
         rows = [(name, COMMANDS[name][2]) for name in names if name not in absent]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
         if absent:
-            extras = sorted({missing(name)[0] for name in absent})
+            extras = sorted({extra for extra, _ in absent.values()})
             with formatter.section(f"Not in this installation (install roots-edge[{','.join(extras)}])"):
                 formatter.write_text(", ".join(absent))
 

@@ -42,6 +42,7 @@ def install() -> None:
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     for signum in EXIT_STATUS:
         signal.signal(signum, _handle)
+    # the thread holds `writer` too: the wakeup fd must stay open as long as the handlers are installed
     threading.Thread(target=_watch, args=(reader, writer), name="roots-edge-signals", daemon=True).start()
     _installed = True
 
