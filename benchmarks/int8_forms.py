@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> str:
 
     from suite import bench_home, build, classifier_model, quiet_libraries
 
-    from roots_edge.pretrain import ensure_default_model
+    from roots_edge.train.pretrain import ensure_default_model
     from roots_edge.runtimes.bench import BenchConfig, bench
     from roots_edge.runtimes.bench.report import measured
 

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-o", "--output")
     args = ap.parse_args(argv)
 
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
     from roots_edge.runtimes.machine import cpu_info
 
     if args.gguf:

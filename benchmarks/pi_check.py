@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pi_rootfs import SUITE, build_rootfs, device, in_device  # noqa: E402
 
-from roots_edge.paths import home  # noqa: E402
+from roots_edge.core.paths import home  # noqa: E402
 
 DECODER_TARGETS = ("gguf-q4", "onnx-int8", "openvino-int8")
 CLASSIFIER_TARGETS = ("onnx-int8", "openvino-fp16", "openvino-int8")
@@ -72,7 +72,7 @@ def _exported(folder: Path | None, name: str, targets: tuple[str, ...]) -> list[
 
 def classifier_folder() -> Path:
     """The default model finetuned on stdlib-topics for 2 epochs (cached)."""
-    from roots_edge.data import stdlib_topics
+    from roots_edge.data.corpora import stdlib_topics
     from roots_edge.model import LanguageModel
 
     folder = home() / "pi" / "default-topics"
@@ -118,7 +118,7 @@ for i, case in enumerate(cases):
 
 
 def probe_texts() -> list[str]:
-    from roots_edge.data import stdlib_docstrings
+    from roots_edge.data.corpora import stdlib_docstrings
 
     return [t for t in stdlib_docstrings().val if len(t) > 200][:PROBE_DOCS]
 
@@ -177,7 +177,7 @@ def main() -> int:
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("pi-check needs root (chroot and mounts for the emulated device)")
-    from roots_edge.deploy import PLATFORMS, bundle
+    from roots_edge.deploy.bundle import PLATFORMS, bundle
 
     plat = PLATFORMS[args.platform]
     t_all = time.perf_counter()

@@ -119,6 +119,6 @@ def in_device(root: Path, cpu: str, script: str, *, timeout: float = 3600) -> su
 
 
 if __name__ == "__main__":
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
 
     build_rootfs(home() / "pi" / f"rootfs-{SUITE}-arm64.tar.zst")

@@ -28,7 +28,7 @@ METHODS = {"gguf": ("rtn", "imatrix"), "openvino": ("rtn", "awq+scale-estimation
 
 
 def model_folder(name: str) -> Path | None:
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
 
     if name == "default":
         return None

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-o", "--output", type=Path, help="path prefix (default results/real_decoders-<model>)")
     args = ap.parse_args(argv)
 
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
     from roots_edge.runtimes.bench.harness import BenchConfig, bench
     from roots_edge.runtimes.bench.report import measured, plot, to_json, to_markdown
 

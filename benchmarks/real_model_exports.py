@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import roots_edge
     from roots_edge import LanguageModel
-    from roots_edge.errors import UnsupportedModelError
+    from roots_edge.core.errors import UnsupportedModelError
     from roots_edge.exporters import configure, export, load_source, reusable
-    from roots_edge.importer import import_gguf
-    from roots_edge.paths import home
+    from roots_edge.exporters.gguf_import import import_gguf
+    from roots_edge.core.paths import home
     from roots_edge.runtimes.machine import cpu_info
 
     root = home() / "real-models"

@@ -81,7 +81,7 @@ def gguf_to_folder(gguf: Path, out: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from roots_edge.modelio import save_folder
+    from roots_edge.data.folder import save_folder
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     read = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--classifier", action="store_true")
     args = ap.parse_args(argv)
 
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
 
     import int8_forms
 

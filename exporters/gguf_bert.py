@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roots_edge.errors import UnsupportedModelError
+from roots_edge.core.errors import UnsupportedModelError
 
-from .base import Source
-from .gguf_write import FloatType, GgufFile, TensorMapper, tensor_name, token_table, tokenizer_json
+from roots_edge.exporters.base import Source
+from roots_edge.exporters.gguf_write import FloatType, GgufFile, TensorMapper, tensor_name, token_table, tokenizer_json
 
 WORD_START = "\u2581"
 DROPPED = ("embeddings.position_ids", "cls.predictions.", "cls.seq_relationship.")  # buffers, MLM / NSP heads

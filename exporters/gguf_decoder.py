@@ -1,5 +1,5 @@
 """Decoders -> GGUF, tensor for tensor what llama.cpp's converter writes, driven by the family's traits
-(`roots_edge.spec.Family`) rather than per-family code:
+(`roots_edge.core.spec.Family`) rather than per-family code:
 
 - `llama`: Q and K rows are permuted per head from Hugging Face's rotate-half RoPE layout to llama.cpp's
   interleaved one (without it the file loads and runs, but attention is wrong); the other architectures
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from roots_edge.errors import UnsupportedModelError
+from roots_edge.core.errors import UnsupportedModelError
 
-from .base import Source
-from .gguf_write import FloatType, GgufFile, TensorMapper, token_table, tokenizer_json
+from roots_edge.exporters.base import Source
+from roots_edge.exporters.gguf_write import FloatType, GgufFile, TensorMapper, token_table, tokenizer_json
 
 SKIPPED = ("rotary_emb.inv_freq",)  # buffers, not weights
 SPM_SPACE = "\u2581"                # SentencePiece's visible space

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from roots_edge.errors import TargetError
-from roots_edge.runtimes.llamacpp import captured_stderr
+from roots_edge.core.errors import TargetError
+from roots_edge.core.capture import captured_stderr
 
-from .gguf_write import always_f32
+from roots_edge.exporters.gguf_write import always_f32
 
 K_QUANTS = frozenset({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
 MIN_BLOCK = 32  # the smallest block of any llama.cpp quant type (Q4_0 ... Q8_0, IQ4_NL): the last fallback before F16

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roots_edge.errors import UnsupportedModelError
+from roots_edge.core.errors import UnsupportedModelError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from .imatrix import MAX_TOKENS, input_statistics
+from roots_edge.exporters.imatrix import MAX_TOKENS, input_statistics
 
 PERCDAMP = 0.01   # dampening: 1% of the mean diagonal of H, the paper's default
 SHARED_INPUT = re.compile(r"\.(q_proj|k_proj|v_proj)$|\.(gate_proj|up_proj)$")

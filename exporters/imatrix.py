@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roots_edge.errors import DataError
+from roots_edge.core.errors import DataError
 
 CHUNK = 512          # tokens per forward pass (llama.cpp's imatrix default context)
 # Default token budget (`--calibration-tokens`): 8k. On SmolLM2-135M, Q4_K_M with 2k / 4k / 8k / 19k calibration

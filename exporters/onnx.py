@@ -11,11 +11,11 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from roots_edge.errors import TargetError, VerificationError
-from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
+from roots_edge.core.errors import TargetError, VerificationError
+from roots_edge.core.spec import DECODER_FAMILIES, ENCODER_FAMILIES
 
-from .base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target, copy_support_files
-from .quant import SUBCLASSES, QuantConfig, Unsupported
+from roots_edge.exporters.base import FLOAT32, HALF, INT4, INT8, ExportOptions, Exporter, Source, Target, copy_support_files
+from roots_edge.exporters.quant import SUBCLASSES, QuantConfig, Unsupported
 
 DECODERS, BOTH = DECODER_FAMILIES, DECODER_FAMILIES + ENCODER_FAMILIES
 OPSETS = range(14, 24)  # the TorchScript tracer's range from 14 on; 14, 17, 18, 21, 22 and 23 verified here
@@ -32,18 +32,18 @@ class OnnxExporter(Exporter, format="onnx"):
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         import onnx
 
-        from .onnx_passes import save_model
+        from roots_edge.exporters.onnx_passes import save_model
 
         spec = source.spec
         decoder = spec.task == "causal-lm"
         with tempfile.TemporaryDirectory(prefix="roots-edge-onnx-") as scratch:
             traced = Path(scratch) / "fp32.onnx"
             if decoder:
-                from .onnx_decoder import export_decoder
+                from roots_edge.exporters.onnx_decoder import export_decoder
 
                 export_decoder(source.model, spec, traced, options.opset)
             else:
-                from .onnx_encoder import export_encoder
+                from roots_edge.exporters.onnx_encoder import export_encoder
 
                 export_encoder(source.model, spec, traced, options.opset)
             model = onnx.load(str(traced))
@@ -54,7 +54,7 @@ class OnnxExporter(Exporter, format="onnx"):
         copy_support_files(source, out)
         extras = {}
         if decoder:
-            from .onnx_decoder import write_genai_config
+            from roots_edge.exporters.onnx_decoder import write_genai_config
 
             extras["genai"] = write_genai_config(spec, source.folder, out, options.threads)
         return {
@@ -69,7 +69,7 @@ class OnnxExporter(Exporter, format="onnx"):
 
     def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
         """The target's config with this format's defaults filled in, or a clear refusal."""
-        from .onnx_passes import INT4_GATHER_OPSET, INT8_BLOCK
+        from roots_edge.exporters.onnx_passes import INT4_GATHER_OPSET, INT8_BLOCK
 
         # HQQ rounds 4-bit MatMul weights (decoders); 8-bit blocks and encoders are round-to-nearest
         decoder, p = spec.task == "causal-lm", quant.precision
@@ -123,7 +123,7 @@ class OnnxExporter(Exporter, format="onnx"):
 
     @staticmethod
     def _precision(model, source: Source, target: Target, options: ExportOptions) -> tuple[object, dict | None]:
-        from . import onnx_passes as passes
+        from roots_edge.exporters import onnx_passes as passes
 
         quant = target.quant
         if quant.precision in ("fp32", "fp16"):
@@ -136,14 +136,14 @@ class OnnxExporter(Exporter, format="onnx"):
         if quant.activations == "int8-blocks":
             model, info = passes.weight_blocks(model, quant)
             if quant.method == "gptq":          # ONNX Runtime's blocks, then GPTQ's codes written into the 4-bit ones
-                from .gptq import apply_gptq
+                from roots_edge.exporters.gptq import apply_gptq
 
                 info["gptq"] = apply_gptq(model, source, options.calibration, quant.group_size, symmetric=False,
                                           max_tokens=options.calibration_tokens)
                 info["symmetric"] = False                # zero points per block: GPTQ's 4-bit layers
             return model, info
         if quant.activations == "int8-static":
-            from .onnx_encoder import TextCalibration, static_int8_exclusions
+            from roots_edge.exporters.onnx_encoder import TextCalibration, static_int8_exclusions
 
             reader = TextCalibration(source.tokenizer, source.spec, options.calibration or source.heldout)
             if not len(reader):
@@ -156,7 +156,7 @@ def check_u8s8_peak(model, target: Target, options: ExportOptions) -> dict:
     """Verification ran on this CPU; the artifact runs on others. Refuse int8 weights that x86 CPUs without
     VNNI would add in saturating 16-bit pairs (a wrong result there, whatever this CPU measured); the
     manifest's `u8s8_pair_peak` and `saturation_free` (what `roots_edge.load` reads) come from here."""
-    from .onnx_passes import INT16_MAX, u8s8_pair_peak
+    from roots_edge.exporters.onnx_passes import INT16_MAX, u8s8_pair_peak
 
     peak = u8s8_pair_peak(model)
     safe = peak is None or peak <= INT16_MAX

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from roots_edge.errors import UnsupportedModelError
+from roots_edge.core.errors import UnsupportedModelError
 from roots_edge.formats.onnx import (ATTENTION_MASK, GENAI_CONFIG, INPUT_IDS, LOGITS, MODEL_FILE, PAST_KEY, PAST_VALUE,
                                      POSITION_IDS, PRESENT_KEY, PRESENT_VALUE, decoder_names)
 
-from .onnx_attention import DOMAIN, fused_attention, fused_decoder_wrapper
-from .onnx_trace import trace_to_onnx
+from roots_edge.exporters.onnx_attention import DOMAIN, fused_attention, fused_decoder_wrapper
+from roots_edge.exporters.onnx_trace import trace_to_onnx
 
 # Shapes of the example the trace runs on: a non-empty past, so every shape op is traced as dynamic.
 EXAMPLE_BATCH, EXAMPLE_PAST, EXAMPLE_NEW = 2, 3, 5

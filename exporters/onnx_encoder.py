@@ -15,9 +15,9 @@ from pathlib import Path
 
 from roots_edge.formats.onnx import LOGITS
 
-from .calibration import encoder_items, encoder_names
-from .onnx_trace import trace_to_onnx
-from .wrappers import encoder_wrapper
+from roots_edge.exporters.calibration import encoder_items, encoder_names
+from roots_edge.exporters.onnx_trace import trace_to_onnx
+from roots_edge.exporters.wrappers import encoder_wrapper
 
 CALIBRATION_TEXTS = 64  # enough activations for stable MinMax ranges on a small encoder; a few seconds
 

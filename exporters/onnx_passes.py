@@ -18,7 +18,7 @@ from pathlib import Path
 
 from roots_edge.formats.onnx import DATA_FILE, MODEL_FILE
 
-from .quant import QuantConfig, bits_of, tensor_class
+from roots_edge.exporters.quant import QuantConfig, bits_of, tensor_class
 
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf cannot hold a 2 GB message: past this, weights go to DATA_FILE
 INT4_GATHER_OPSET = 21               # GatherBlockQuantized (4-bit embeddings) needs opset 21

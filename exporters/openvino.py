@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from roots_edge.errors import TargetError
-from roots_edge.spec import DECODER_FAMILIES, ENCODER_FAMILIES
-from roots_edge.telemetry import decline
+from roots_edge.core.errors import TargetError
+from roots_edge.core.spec import DECODER_FAMILIES, ENCODER_FAMILIES
+from roots_edge.core.telemetry import decline
 
-from .base import FLOAT32, HALF, INT4, INT8, Exporter, ExportOptions, Source, Target, copy_support_files
-from .quant import QuantConfig, Unsupported
+from roots_edge.exporters.base import FLOAT32, HALF, INT4, INT8, Exporter, ExportOptions, Source, Target, copy_support_files
+from roots_edge.exporters.quant import QuantConfig, Unsupported
 
 BOTH = DECODER_FAMILIES + ENCODER_FAMILIES
 MODEL_XML = "openvino_model.xml"
@@ -35,7 +35,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
     def write(self, source: Source, target: Target, out: Path, options: ExportOptions) -> dict:
         import openvino as ov
 
-        from .openvino_compress import weight_element_counts
+        from roots_edge.exporters.openvino_compress import weight_element_counts
 
         spec = source.spec
         ov_model, items = self._convert(source, options)
@@ -61,9 +61,9 @@ class OpenVinoExporter(Exporter, format="openvino"):
     @staticmethod
     def _convert(source: Source, options: ExportOptions):
         """(ov.Model, calibration items in the model's input format)."""
-        from . import openvino_decoder
-        from .calibration import encoder_items
-        from .openvino_compress import SUBSET
+        from roots_edge.exporters import openvino_decoder
+        from roots_edge.exporters.calibration import encoder_items
+        from roots_edge.exporters.openvino_compress import SUBSET
 
         texts = options.calibration[:SUBSET]
         if source.spec.task == "causal-lm":
@@ -73,7 +73,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
         return converted(source), items
 
     def resolve(self, quant: QuantConfig, spec, options: ExportOptions) -> QuantConfig:
-        from .openvino_compress import int4_group_size
+        from roots_edge.exporters.openvino_compress import int4_group_size
 
         if quant.precision in ("fp32", "fp16", "int8"):
             Unsupported.check(quant, "openvino", {})
@@ -116,7 +116,7 @@ class OpenVinoExporter(Exporter, format="openvino"):
 
     @staticmethod
     def _compress(ov_model, target: Target, spec, options: ExportOptions, items: list[dict]):
-        from . import openvino_compress as oc
+        from roots_edge.exporters import openvino_compress as oc
 
         if target.precision in ("fp32", "fp16"):
             return ov_model, {"method": "none"}
@@ -162,11 +162,11 @@ def _convert_torch(source: Source):
     with warnings.catch_warnings():  # the tracer's shape-branch warnings hold for every input we feed
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         if source.spec.task == "causal-lm":   # a decoder-based classifier is traced like an encoder
-            from .openvino_decoder import convert_decoder
+            from roots_edge.exporters.openvino_decoder import convert_decoder
 
             ov_model = convert_decoder(source.model, source.spec)
         else:
-            from .openvino_encoder import convert_encoder
+            from roots_edge.exporters.openvino_encoder import convert_encoder
 
             ov_model = convert_encoder(source.model, source.spec)
     return ov_model

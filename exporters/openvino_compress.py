@@ -14,8 +14,8 @@ import logging
 import math
 from collections import Counter
 
-from roots_edge.errors import DataError, TargetError
-from roots_edge.telemetry import decline
+from roots_edge.core.errors import DataError, TargetError
+from roots_edge.core.telemetry import decline
 
 # On the default model (group 64) INT4_ASYM gave mean KL 2.3e-3 vs INT4_SYM's 2.4-2.5e-3, for 1% more bytes
 INT4_MODE = "INT4_ASYM"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .wrappers import decoder_wrapper
+from roots_edge.exporters.wrappers import decoder_wrapper
 
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")  # names fixed by openvino-genai
 LOGITS = "logits"
@@ -92,7 +92,7 @@ def _zero_initial_state(ov_model, kv_heads: int, head_dim: int) -> None:
 
 def calibration_items(tokenizer, texts: list[str]) -> list[dict]:
     """One full prefill per text, in the IR's own input format (NNCF resets the state per item)."""
-    from .calibration import token_ids
+    from roots_edge.exporters.calibration import token_ids
 
     return [{"input_ids": ids, "attention_mask": np.ones_like(ids),
              "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None], "beam_idx": np.zeros(1, dtype=np.int32)}

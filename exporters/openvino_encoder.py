@@ -8,8 +8,8 @@ as `LanguageModel.embed` does it in PyTorch.
 """
 from __future__ import annotations
 
-from .calibration import encoder_names
-from .wrappers import encoder_wrapper
+from roots_edge.exporters.calibration import encoder_names
+from roots_edge.exporters.wrappers import encoder_wrapper
 
 
 def convert_encoder(model, spec):

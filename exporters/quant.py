@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, replace
 
-from roots_edge.errors import TargetError
+from roots_edge.core.errors import TargetError
 
 # finer classes inside attention / ffn: the matrices llama.cpp's Q4_K_M gives more bits (its attn_v and
 # ffn_down rule); a format that has no use for them treats them as their parent class

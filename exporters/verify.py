@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from roots_edge.errors import VerificationError
+from roots_edge.core.errors import VerificationError
 from roots_edge.runtimes.base import kl_and_agreement, log_softmax
 
-from .base import Bound, Source, Target
+from roots_edge.exporters.base import Bound, Source, Target
 
 MAX_VERIFY_TOKENS = 96  # per text; enough positions to see drift, cheap on every backend
 

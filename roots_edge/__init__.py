@@ -10,11 +10,11 @@ __all__ = ["LanguageModel", "load", "__version__"]
 
 def __getattr__(name: str):
     if name == "LanguageModel":
-        from .model import LanguageModel
+        from roots_edge.model import LanguageModel
 
         return LanguageModel
     if name == "load":
-        from .runtimes import load
+        from roots_edge.runtimes import load
 
         return load
     raise AttributeError(f"module 'roots_edge' has no attribute {name!r}")

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from .errors import DataError, TaskError, UnsupportedModelError
-from .spec import ModelSpec
+from roots_edge.core.errors import DataError, TaskError, UnsupportedModelError
+from roots_edge.core.spec import ModelSpec
 
 # a model's task -> what it is and the verb it offers, for refusing the verbs it does not
 TASK_WORDS = {"causal-lm": ("a text generator (causal LM)", "generate()"),
@@ -23,7 +23,7 @@ TASK_WORDS = {"causal-lm": ("a text generator (causal LM)", "generate()"),
 
 def _check_text(text) -> str:
     """The runtime's one text check (a TextInputError: not a str, blank, too long, not valid Unicode)."""
-    from .runtimes.base import check_text
+    from roots_edge.runtimes.base import check_text
 
     return check_text(text)
 
@@ -40,7 +40,7 @@ class LanguageModel:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, allow_download: bool = False) -> "LanguageModel":
         """A local Hugging Face folder of a supported family; None builds or reuses the default model."""
-        from .modelio import check_folder, load_torch, read_record
+        from roots_edge.data.folder import check_folder, load_torch, read_record
 
         folder = cls.locate(path, allow_download=allow_download)
         spec = check_folder(folder)
@@ -51,16 +51,16 @@ class LanguageModel:
     def locate(path: str | Path | None = None, *, allow_download: bool = False) -> Path:
         """The checked model folder `from_pretrained` would load, without loading it (torch is not imported):
         callers check what can be checked from its config before the slow part."""
-        from .modelio import resolve
+        from roots_edge.data.folder import resolve
 
         if path is None:
-            from .pretrain import ensure_default_model
+            from roots_edge.train.pretrain import ensure_default_model
 
             return ensure_default_model()
         return resolve(path, allow_download=allow_download)
 
     def save_pretrained(self, out: str | Path, *, overwrite: bool = True) -> Path:
-        from .modelio import save_folder
+        from roots_edge.data.folder import save_folder
 
         record = dict(self.record)
         record.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -72,10 +72,10 @@ class LanguageModel:
         """With labels: train a sequence classifier (labels kept by name). Without: causal-LM finetuning."""
         if labels is None:
             return self._finetune_lm(texts, progress=progress, **kwargs)
-        from .classifier import FinetuneConfig, finetune_classifier
-        from .data import check_labeled
-        from .recipes import settings
-        from .spec import ModelSpec
+        from roots_edge.train.classifier import FinetuneConfig, finetune_classifier
+        from roots_edge.data.corpora import check_labeled
+        from roots_edge.train.recipe import settings
+        from roots_edge.core.spec import ModelSpec
 
         cfg = settings(FinetuneConfig, kwargs, "finetune")
         data = check_labeled(texts, labels)
@@ -91,9 +91,9 @@ class LanguageModel:
                      seed: int = 0) -> dict:
         import math
 
-        from .data import Corpus
-        from .recipes import TrainConfig, settings
-        from .train import TokenStream, stream_nll, train_lm
+        from roots_edge.data.corpora import Corpus
+        from roots_edge.train.recipe import TrainConfig, settings
+        from roots_edge.train.lm import TokenStream, stream_nll, train_lm
 
         if not self.spec.is_decoder or self.spec.task != "causal-lm":
             raise UnsupportedModelError("finetuning on plain text needs a causal LM (Llama); "
@@ -125,14 +125,14 @@ class LanguageModel:
 
     # ------------------------------------------------------------------ compression
     def prune(self, config=None, texts: Sequence[str] | None = None, *, progress: bool = True, **fractions) -> "LanguageModel":
-        """A smaller dense copy of this model (`roots_edge.prune.PruneConfig`, or its fields as keywords:
+        """A smaller dense copy of this model (`roots_edge.train.prune.PruneConfig`, or its fields as keywords:
         `model.prune(heads=0.5, ffn=0.5, layers=2)`), ranked on `texts` (default: the standard-library
         docstrings). This model is left as it is."""
-        from .prune import PruneConfig, prune_model, pruned_record
+        from roots_edge.train.prune import PruneConfig, prune_model, pruned_record
 
         cfg = config if config is not None else PruneConfig(**fractions)
         if texts is None and not cfg.is_identity:
-            from .data import stdlib_docstrings
+            from roots_edge.data.corpora import stdlib_docstrings
 
             texts = stdlib_docstrings().train
         pruned, provenance = prune_model(self.model, self.tokenizer, self.spec, cfg, list(texts or []),
@@ -143,11 +143,11 @@ class LanguageModel:
     def distill(self, teacher: "LanguageModel", texts: Sequence[str], labels: Sequence | None = None, *,
                 unlabeled: Sequence[str] = (), checkpoint_dir: str | Path | None = None, progress: bool = True,
                 **options) -> dict:
-        """Train this model (the student) toward `teacher` on `texts` (`roots_edge.distill.DistillConfig` fields as
+        """Train this model (the student) toward `teacher` on `texts` (`roots_edge.train.distill.DistillConfig` fields as
         keywords: steps, lr, temperature, alpha, top_k, ...). Causal LMs learn the teacher's next-token
         distributions on the text; classifiers its soft labels (`labels` for the hard-label term, `unlabeled`
         texts labelled by the teacher alone); embedders its sentence embeddings. Returns the metrics."""
-        from .distill import distill_models, distilled_record
+        from roots_edge.train.distill import distill_models, distilled_record
 
         metrics = distill_models(teacher.model, teacher.tokenizer, teacher.spec, self.model, self.tokenizer, self.spec,
                                  texts, labels, unlabeled, checkpoint_dir=checkpoint_dir, progress=progress,
@@ -170,8 +170,8 @@ class LanguageModel:
     def _runtime(self):
         """This model (as it is now) behind the runtime's API: the one inference path of every backend. Made
         again only when the model, tokenizer or path changed (finetuning replaces the model)."""
-        from .runtimes.edge import EdgeModel
-        from .runtimes.torch import TorchBackend
+        from roots_edge.runtimes.edge import EdgeModel
+        from roots_edge.runtimes.torch import TorchBackend
 
         key = (id(self.model), id(self.tokenizer), self.path)   # the cached backend keeps both objects alive
         if getattr(self, "_edge_key", None) != key:
@@ -191,7 +191,7 @@ class LanguageModel:
                  top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> str:
         """The continuation of `prompt`, through the runtime's decode loop and sampler: the same arguments give
         the same text as `roots_edge.load(folder).generate(...)` on this model's folder or its f32 artifacts."""
-        from .errors import GenerationError
+        from roots_edge.core.errors import GenerationError
 
         self._require("causal-lm", "generate text")
         _check_text(prompt)
@@ -215,9 +215,9 @@ class LanguageModel:
 
     def evaluate(self, texts: Sequence[str], labels: Sequence | None = None):
         """Perplexity report for a causal LM on texts; a classifier report with labels."""
-        from .classifier import report
-        from .data import check_labeled
-        from .evaluate import perplexity
+        from roots_edge.train.classifier import report
+        from roots_edge.data.corpora import check_labeled
+        from roots_edge.train.evaluate import perplexity
 
         if labels is not None:
             return report(self.model, self.tokenizer, check_labeled(texts, labels))
@@ -229,7 +229,7 @@ class LanguageModel:
         `options` are quantization settings (`QuantConfig` fields: group_size, method, ratio, activations,
         classes={"output": "int8"}) and `ExportOptions` fields (calibration, opset, verify_texts, ...).
         """
-        from .exporters import configure, export, load_source
+        from roots_edge.exporters import configure, export, load_source
 
         resolved, opts = configure(target, self.spec.family, **options)
         return export(load_source(self), resolved, Path(out), opts, force=force)

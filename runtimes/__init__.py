@@ -8,7 +8,7 @@ from pathlib import Path
 
 from roots_edge.formats.gguf import GGUF_MAGIC
 
-from .base import Backend, RuntimeLoadError
+from roots_edge.runtimes.base import Backend, RuntimeLoadError
 
 BACKEND_MODULES = {"gguf": "llamacpp", "onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
 
@@ -42,7 +42,7 @@ def detect_format(path: str | Path) -> str:
         return "onnx"
     if (p / "config.json").is_file() and any(p.glob("*.safetensors")):
         return "torch"
-    from roots_edge.manifest import Manifest
+    from roots_edge.formats.manifest import Manifest
 
     manifest = Manifest.read(p)
     missing = [f.name for f in manifest.files if not (p / f.name).is_file()] if manifest else []
@@ -72,7 +72,7 @@ def load(path: str | Path, device: str = "auto", threads: int | None = None, *, 
     default `DEFAULT_CONTEXT` (2048) or the model's maximum if smaller. `exact`: keep the KV cache in f32
     (llama.cpp's default is f16, OpenVINO's CPU default u8) where a comparison needs the reference's numbers.
     """
-    from .edge import EdgeModel
+    from roots_edge.runtimes.edge import EdgeModel
 
     fmt = detect_format(path)
     try:

@@ -12,12 +12,12 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from roots_edge.errors import RuntimeLoadError, TextInputError
-from roots_edge.manifest import Manifest
-from roots_edge.paths import home, sha256_file, write_text_atomic
-from roots_edge.text import check_unicode
+from roots_edge.core.errors import RuntimeLoadError, TextInputError
+from roots_edge.formats.manifest import Manifest
+from roots_edge.core.paths import home, sha256_file, write_text_atomic
+from roots_edge.core.text import check_unicode
 
-from .chat import folder_template
+from roots_edge.runtimes.chat import folder_template
 
 ENCODER_MAX_TOKENS = 256   # truncation for classification / embedding inputs, the same on every backend
 
@@ -398,8 +398,8 @@ class Backend:
 
     def greedy(self, input_ids, max_new_tokens: int, *, stop_at_eos: bool = True) -> list[int]:
         """Greedy continuation through the shared decode loop; the EOS is kept when it is produced."""
-        from .generation import generate_ids
-        from .sampling import GenerationConfig
+        from roots_edge.runtimes.generation import generate_ids
+        from roots_edge.runtimes.sampling import GenerationConfig
 
         ids = [int(i) for i in np.asarray(input_ids).reshape(-1)]
         out = list(generate_ids(self, ids, GenerationConfig(max_new_tokens, ignore_eos=True)))
@@ -421,7 +421,7 @@ class Backend:
 
     def chat_facts(self):
         """The chat template and the special tokens around it (`runtimes.chat.ChatFacts`)."""
-        from .chat import tokenizer_facts
+        from roots_edge.runtimes.chat import tokenizer_facts
 
         return tokenizer_facts(self._tokenizer(), getattr(self, "chat_template", None), getattr(self, "bos_id", None),
                                set(self.eos_ids))

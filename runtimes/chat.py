@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from roots_edge.errors import GenerationError
-from roots_edge.text import check_unicode
+from roots_edge.core.errors import GenerationError
+from roots_edge.core.text import check_unicode
 
 ROLES = ("system", "user", "assistant", "tool")
 # end-of-turn markers of the template conventions in use (ChatML, Gemma, Llama 3, Phi); those in a model's

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from roots_edge.errors import RuntimeLoadError
+from roots_edge.core.errors import RuntimeLoadError
 
 
 @dataclass(frozen=True)

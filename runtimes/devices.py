@@ -4,7 +4,7 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
-from roots_edge.errors import DeviceError
+from roots_edge.core.errors import DeviceError
 
 DEVICES = ("cpu", "gpu", "apple", "auto")
 AUTO_ORDER = ("gpu", "apple", "cpu")  # best first

@@ -7,11 +7,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from roots_edge.errors import TaskError
+from roots_edge.core.errors import TaskError
 
-from .base import check_text as _check_text
-from .generation import finite, generate_ids, stream_text
-from .sampling import GenerationConfig
+from roots_edge.runtimes.base import check_text as _check_text
+from roots_edge.runtimes.generation import finite, generate_ids, stream_text
+from roots_edge.runtimes.sampling import GenerationConfig
 
 class _StreamSession:
     """The backend as one stream sees it. Each step takes the model's lock for itself only, so a paused stream
@@ -97,7 +97,7 @@ class EdgeModel:
         """The model's reply to `messages` ([{"role": "system" | "user" | "assistant" | "tool", "content": ...}],
         or one user text) under its own chat template (or `chat_template`, a Jinja string), ending at its
         end-of-turn tokens. A str, or with `stream=True` an iterator of text pieces."""
-        from .chat import check_messages, no_template_error, render
+        from roots_edge.runtimes.chat import check_messages, no_template_error, render
 
         self._require("causal-lm", "chat")
         facts = self.backend.chat_facts()

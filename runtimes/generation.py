@@ -9,9 +9,9 @@ from typing import Iterator
 
 import numpy as np
 
-from roots_edge.errors import BackendError, ContextOverflowError, GenerationError
+from roots_edge.core.errors import BackendError, ContextOverflowError, GenerationError
 
-from .sampling import GenerationConfig, Sampler
+from roots_edge.runtimes.sampling import GenerationConfig, Sampler
 
 
 def fit_prompt(ids: list[int], context_length: int, cfg: GenerationConfig,

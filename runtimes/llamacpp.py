@@ -14,49 +14,23 @@ The KV cache is sized for the context asked for (`context=`, default 2048) in ll
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from roots_edge.errors import BackendError, ContextOverflowError
+from roots_edge.core.errors import BackendError, ContextOverflowError
 from roots_edge.formats.gguf import find_gguf, precision_name, read_header
-from roots_edge.manifest import Manifest
+from roots_edge.core.capture import captured_stderr
+from roots_edge.formats.manifest import Manifest
 
-from .base import (DEFAULT_CONTEXT, ENCODER_MAX_TOKENS, Backend, RuntimeLoadError, artifact_task,
+from roots_edge.runtimes.base import (DEFAULT_CONTEXT, ENCODER_MAX_TOKENS, Backend, RuntimeLoadError, artifact_task,
                    check_files_against_manifest, check_memory, choose_context, kv_cache_info)
 
 DECODE_BATCH = 512  # tokens per llama_decode call (llama.cpp's and llama-cpp-python's default batch)
 
 
 
-@contextlib.contextmanager
-def captured_stderr():
-    """Collect what llama.cpp writes to stderr: its C++ side on fd 2 (the quantizer's log, cache notes) and
-    llama-cpp-python's log callback through `sys.stderr`, which may not be fd 2 (a test runner's stream).
-
-    Yields a list that holds the captured text once the block has run.
-    """
-    import io
-    import os
-    import sys
-    import tempfile
-
-    captured: list[str] = []
-    sys.stderr.flush()
-    saved, python_stderr, text = os.dup(2), sys.stderr, io.StringIO()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        sys.stderr = text
-        try:
-            yield captured
-        finally:
-            sys.stderr = python_stderr
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.append(sink.read().decode("utf-8", "replace") + text.getvalue())
 
 
 # llama.cpp's default sliding-window layout where the file does not state one: in every run of N layers, all
@@ -71,7 +45,7 @@ class LlamaCppBackend(Backend, format="gguf"):
         `exact`: an f32 KV cache (parity checks) instead of llama.cpp's f16 default."""
         import llama_cpp
 
-        from .devices import place
+        from roots_edge.runtimes.devices import place
 
         self.path = find_gguf(path)
         check_files_against_manifest(self.path.parent, "re-export the artifact or copy it again")
@@ -217,7 +191,7 @@ class LlamaCppBackend(Backend, format="gguf"):
         """The header's chat template; end-of-turn tokens as llama.cpp's vocabulary holds them."""
         import llama_cpp
 
-        from .chat import END_OF_TURN, ChatFacts
+        from roots_edge.runtimes.chat import END_OF_TURN, ChatFacts
 
         def text(i: int) -> str:
             return self.llm.detokenize([i], special=True).decode("utf-8", "replace") if i >= 0 else ""

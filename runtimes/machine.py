@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from roots_edge.versions import versions
+from roots_edge.core.versions import versions
 
 FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI",
          "amx_int8": "AMX-INT8", "f16c": "F16C", "fma": "FMA", "asimd": "NEON", "neon": "NEON",

@@ -20,15 +20,15 @@ from typing import Sequence
 
 import numpy as np
 
-from roots_edge.errors import ContextOverflowError
+from roots_edge.core.errors import ContextOverflowError
 from roots_edge.formats.onnx import (ATTENTION_MASK, DATA_FILE, GENAI_CONFIG, INPUT_IDS, LAST_HIDDEN_STATE, LOGITS,
                                      MODEL_FILE, PAST_KEY, PAST_VALUE, POSITION_IDS, TOKEN_TYPE_IDS, decoder_names)
-from roots_edge.manifest import Manifest
+from roots_edge.formats.manifest import Manifest
 
-from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
+from roots_edge.runtimes.base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
                    encode_batch, kv_cache_info, mean_pool, planned_memory)
-from .contract import Contract, check_io
-from .machine import INT8_KERNELS, int8_kernel_class
+from roots_edge.runtimes.contract import Contract, check_io
+from roots_edge.runtimes.machine import INT8_KERNELS, int8_kernel_class
 
 _NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 _HINT = "re-export it with `roots-edge export --target onnx-...`"
@@ -167,7 +167,7 @@ class OnnxRuntimeBackend(Backend, format="onnx"):
         here: the KV cache has the graph's own float type."""
         import onnxruntime as ort
 
-        from .devices import place
+        from roots_edge.runtimes.devices import place
 
         path = Path(path)
         self.folder = path.parent if path.suffix == ".onnx" else path

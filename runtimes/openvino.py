@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
+from roots_edge.runtimes.base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
                    encode_batch, kv_cache_info, mean_pool, planned_memory)
-from .contract import Contract, check_io
+from roots_edge.runtimes.contract import Contract, check_io
 
 MODEL_XML = "openvino_model.xml"
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -91,7 +91,7 @@ class OpenVinoBackend(Backend, format="openvino"):
         {"INFERENCE_PRECISION_HINT": "bf16"})."""
         import openvino as ov
 
-        from .devices import place
+        from roots_edge.runtimes.devices import place
 
         path = Path(path)
         self.folder = path.parent if path.suffix == ".xml" else path

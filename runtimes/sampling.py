@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from roots_edge.errors import GenerationError
-from roots_edge.text import check_unicode
+from roots_edge.core.errors import GenerationError
+from roots_edge.core.text import check_unicode
 
 
 @dataclass

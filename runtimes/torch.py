@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import (Backend, RuntimeLoadError, choose_context, encode_batch, load_tokenizer, mean_pool, plain_tokenizer,
+from roots_edge.runtimes.base import (Backend, RuntimeLoadError, choose_context, encode_batch, load_tokenizer, mean_pool, plain_tokenizer,
                    read_json)
-from .chat import folder_template
-from .devices import place
+from roots_edge.runtimes.chat import folder_template
+from roots_edge.runtimes.devices import place
 
 
 class TorchBackend(Backend, format="torch"):
@@ -17,8 +17,8 @@ class TorchBackend(Backend, format="torch"):
         """`context`: the tokens a decoder may hold; `exact` changes nothing (float32 throughout)."""
         import torch
 
-        from roots_edge.errors import RootsEdgeError
-        from roots_edge.modelio import check_folder, load_torch
+        from roots_edge.core.errors import RootsEdgeError
+        from roots_edge.data.folder import check_folder, load_torch
 
         if threads:
             torch.set_num_threads(threads)

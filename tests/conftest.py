@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def tiny_recipe(steps: int = 150, **train):
-    from roots_edge.recipes import ArchConfig, Recipe, TokenizerConfig, TrainConfig
+    from roots_edge.train.recipe import ArchConfig, Recipe, TokenizerConfig, TrainConfig
 
     return Recipe(
         name="tiny",
@@ -26,14 +26,14 @@ def tiny_recipe(steps: int = 150, **train):
 
 @pytest.fixture(scope="session")
 def stdlib_corpus():
-    from roots_edge.data import stdlib_docstrings
+    from roots_edge.data.corpora import stdlib_docstrings
 
     return stdlib_docstrings()
 
 
 @pytest.fixture(scope="session")
 def small_corpus(stdlib_corpus):
-    from roots_edge.data import Corpus
+    from roots_edge.data.corpora import Corpus
 
     return Corpus(stdlib_corpus.train[:600], stdlib_corpus.val[:60], "stdlib-subset", "test")
 
@@ -41,7 +41,7 @@ def small_corpus(stdlib_corpus):
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory, small_corpus) -> Path:
     """A trained 2-layer Llama (hidden 64, vocab 512) on 600 docstrings: ~10 s."""
-    from roots_edge.pretrain import build_from_recipe
+    from roots_edge.train.pretrain import build_from_recipe
 
     out = tmp_path_factory.mktemp("models") / "tiny-llama"
     return build_from_recipe(tiny_recipe(), out, corpus=small_corpus, progress=False, log=lambda *_: None)
@@ -115,7 +115,7 @@ def build_tiny_family(family: str, tokenizer_folder: Path, out: Path, texts: lis
     import transformers
 
     from roots_edge.model import LanguageModel
-    from roots_edge.spec import ModelSpec
+    from roots_edge.core.spec import ModelSpec
 
     config_cls, model_cls, extra = TINY_FAMILIES[family]
     tok = transformers.AutoTokenizer.from_pretrained(tokenizer_folder)
@@ -149,8 +149,8 @@ def tiny_family(tmp_path_factory, tiny_llama, small_corpus):
 def tiny_llama256(tmp_path_factory, small_corpus) -> Path:
     """A trained 1-layer Llama whose widths are multiples of 256 (hidden 256, ffn 512, vocab 512), so
     every llama.cpp K-quant applies without fallback: ~15 s."""
-    from roots_edge.pretrain import build_from_recipe
-    from roots_edge.recipes import ArchConfig
+    from roots_edge.train.pretrain import build_from_recipe
+    from roots_edge.train.recipe import ArchConfig
 
     recipe = tiny_recipe()
     recipe.model = ArchConfig(hidden_size=256, intermediate_size=512, num_layers=1, num_heads=4, num_kv_heads=2,
@@ -166,10 +166,10 @@ def tiny_bert_classifier(tmp_path_factory, minilm_path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from roots_edge.classifier import FinetuneConfig, finetune_classifier
-    from roots_edge.data import check_labeled
-    from roots_edge.modelio import save_folder
-    from roots_edge.spec import ModelSpec
+    from roots_edge.train.classifier import FinetuneConfig, finetune_classifier
+    from roots_edge.data.corpora import check_labeled
+    from roots_edge.data.folder import save_folder
+    from roots_edge.core.spec import ModelSpec
 
     tok = AutoTokenizer.from_pretrained(minilm_path)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -219,7 +219,7 @@ def source_with_texts(folder: Path, texts: list[str]):
     """An export `Source` whose held-out texts are exactly `texts`, in this order."""
     from roots_edge.exporters import Source
     from roots_edge.model import LanguageModel
-    from roots_edge.modelio import folder_hash
+    from roots_edge.data.folder import folder_hash
 
     lm = LanguageModel.from_pretrained(folder)
     return Source(folder=folder, spec=lm.spec, model=lm.model, tokenizer=lm.tokenizer,

@@ -18,8 +18,8 @@ from artifacts import nan_safetensors
 from click.testing import CliRunner
 
 from roots_edge.cli import main
-from roots_edge.manifest import ARTIFACT
-from roots_edge.errors import (BackendError, CorruptModelError, DataError, GenerationError, ModelNotFoundError,
+from roots_edge.formats.manifest import ARTIFACT
+from roots_edge.core.errors import (BackendError, CorruptModelError, DataError, GenerationError, ModelNotFoundError,
                                NotAModelError, OutputExistsError, OutputPathError, RecipeError, RuntimeLoadError,
                                TargetError, TaskError, TextInputError, UnsupportedModelError)
 
@@ -162,7 +162,7 @@ def swap_first_two_offsets(header):
 def data_file(name, content: bytes | str, *, label_column=None):
     """`roots-edge finetune` on a data file: (API call: the check that runs before the model loads, CLI)."""
     def build(world, tmp):
-        from roots_edge.data import finetune_kind, read_corpus, read_labeled
+        from roots_edge.data.corpora import finetune_kind, read_corpus, read_labeled
 
         path = tmp / name
         if content is not None:
@@ -179,7 +179,7 @@ def data_file(name, content: bytes | str, *, label_column=None):
 
 def recipe(text: str):
     def build(world, tmp):
-        from roots_edge.recipes import load_recipe
+        from roots_edge.train.recipe import load_recipe
 
         path = tmp / "bad.toml"
         path.write_text(text)
@@ -259,8 +259,8 @@ def nan_weights_generate(world, tmp):
 
 
 def finetune_lr_nan(world, tmp):
-    from roots_edge.classifier import FinetuneConfig
-    from roots_edge.recipes import settings
+    from roots_edge.train.classifier import FinetuneConfig
+    from roots_edge.train.recipe import settings
 
     rows = tmp / "rows.csv"
     rows.write_text("text,label\ngood film,pos\nbad film,neg\n")
@@ -476,7 +476,7 @@ def test_the_corpus_is_big_enough():
 
 def test_every_expected_class_prints_as_one_line():
     """Every class the corpus expects is a RootsEdgeError: the CLI prints those as one line."""
-    from roots_edge.errors import RootsEdgeError
+    from roots_edge.core.errors import RootsEdgeError
 
     for _, _, error, _ in CASES:
         for cls in error if isinstance(error, tuple) else (error,):
@@ -580,7 +580,7 @@ def test_output_may_not_be_the_folder_you_are_in(world, tmp_path, monkeypatch, w
 
 
 def test_strays_name_top_folders_once_and_links_without_following(tmp_path):
-    from roots_edge.paths import OutputKind, strays_of
+    from roots_edge.core.paths import OutputKind, strays_of
 
     folder = tmp_path / "f"
     (folder / "deep" / "er").mkdir(parents=True)
@@ -651,7 +651,7 @@ def test_a_command_that_swallows_the_interrupt_is_still_stopped(tmp_path):
 import sys, time
 from pathlib import Path
 from roots_edge.cli.interrupt import install
-from roots_edge.paths import atomic_dir
+from roots_edge.core.paths import atomic_dir
 install()
 with atomic_dir(Path({str(tmp_path / 'art')!r})) as tmp:
     (tmp / "model.onnx").write_bytes(b"half")
@@ -701,7 +701,7 @@ def test_openvino_and_nncf_send_no_telemetry(tmp_path):
     probe = """
 import sys
 if sys.argv[1] == "declined":
-    from roots_edge.telemetry import decline
+    from roots_edge.core.telemetry import decline
     decline()
 from openvino.tools.ovc import telemetry as ovc
 from nncf.telemetry.wrapper import telemetry as nncf

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from test_bad_inputs import copy, damaged_artifact, gguf_key_value, gguf_of, refused
 
 from roots_edge.cli import main
-from roots_edge.errors import BenchError, OutputExistsError, OutputPathError, RuntimeLoadError
+from roots_edge.core.errors import BenchError, OutputExistsError, OutputPathError, RuntimeLoadError
 
 FAST = ["--runs", "1", "--warmup", "0", "--threads", "1", "--prompt-tokens", "24", "--gen-tokens", "4"]
 

@@ -21,7 +21,7 @@ from conftest import SENTIMENT_TRAIN
 from test_bad_inputs import data_file, private_cache  # noqa: F401  (private_cache: autouse, ROOTS_EDGE_HOME)
 
 from roots_edge.cli import main
-from roots_edge.errors import DataError, TaskError, TextInputError
+from roots_edge.core.errors import DataError, TaskError, TextInputError
 from roots_edge.model import LanguageModel
 from roots_edge.runtimes import load
 

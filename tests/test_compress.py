@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from roots_edge.compress import CompressRecipe, load_compress_recipe, run_recipe
-from roots_edge.errors import RecipeError
+from roots_edge.pipelines.compress import CompressRecipe, load_compress_recipe, run_recipe
+from roots_edge.core.errors import RecipeError
 
 
 def test_shipped_recipes_load():
@@ -83,7 +83,7 @@ def test_recipe_runs_prune_distill_export_bench_with_a_report(tiny_llama, tmp_pa
 
 
 def test_stdlib_topics_is_a_deterministic_labeled_set():
-    from roots_edge.data import TOPICS_MIN_PER_CLASS, stdlib_topics
+    from roots_edge.data.corpora import TOPICS_MIN_PER_CLASS, stdlib_topics
 
     train, test = stdlib_topics()
     classes = set(train.labels)

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from roots_edge.data import _hash_split, check_labeled, read_corpus, read_labeled
-from roots_edge.errors import DataError
+from roots_edge.data.corpora import _hash_split, check_labeled, read_corpus, read_labeled
+from roots_edge.core.errors import DataError
 
 
 def test_stdlib_corpus_is_large_stable_and_split(stdlib_corpus):
-    from roots_edge.data import stdlib_docstrings
+    from roots_edge.data.corpora import stdlib_docstrings
 
     assert stdlib_corpus.n_chars > 800_000
     assert 0.03 < len(stdlib_corpus.val) / (len(stdlib_corpus.train) + len(stdlib_corpus.val)) < 0.07
@@ -71,7 +71,7 @@ def test_missing_label_column(tmp_path):
 
 
 def test_finetune_kind_reads_the_intent_from_the_columns(tmp_path):
-    from roots_edge.data import finetune_kind
+    from roots_edge.data.corpora import finetune_kind
 
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "a.txt").write_text("some text to finetune on")

@@ -9,14 +9,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def default_model():
-    from roots_edge.pretrain import ensure_default_model
+    from roots_edge.train.pretrain import ensure_default_model
 
     return ensure_default_model(progress=False)
 
 
 def test_default_model_record_and_quality(default_model):
-    from roots_edge.modelio import read_record
-    from roots_edge.spec import read_spec
+    from roots_edge.data.folder import read_record
+    from roots_edge.core.spec import read_spec
 
     rec = read_record(default_model)
     m = rec["metrics"]

@@ -1,4 +1,4 @@
-"""Deployment bundles (roots_edge/deploy.py): contents, pins, refusals, and an offline install that runs.
+"""Deployment bundles (roots_edge/deploy/bundle.py): contents, pins, refusals, and an offline install that runs.
 
 The wheels come from the package registry (pip's cache after the first run); the emulated Raspberry Pi is
 `make pi-check`, not a test.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from roots_edge.deploy import PLATFORMS, BundleError, bundle, predicted_decode
+from roots_edge.deploy.bundle import PLATFORMS, BundleError, bundle, predicted_decode
 
 X86 = os.uname().machine == "x86_64"
 

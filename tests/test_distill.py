@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from roots_edge.distill import embedding_agreement
-from roots_edge.errors import DataError, RecipeError, UnsupportedModelError
+from roots_edge.train.distill import embedding_agreement
+from roots_edge.core.errors import DataError, RecipeError, UnsupportedModelError
 from roots_edge.model import LanguageModel
-from roots_edge.prune import PruneConfig
+from roots_edge.train.prune import PruneConfig
 
 
 def lm_kl(teacher, student, ids) -> float:
@@ -48,7 +48,7 @@ def test_decoder_student_moves_toward_its_teacher(teacher, small_corpus, heldout
     assert metrics["steps"] == 40 and metrics["resumed_from"] == 0
     assert student.record["kind"] == "distilled"
     if top_k:                       # cached beside the checkpoint, which every save replaces whole
-        from roots_edge.distill import topk_cache
+        from roots_edge.train.distill import topk_cache
 
         assert topk_cache(tmp_path / "ckpt").is_file()
     assert all(p.requires_grad for p in teacher.model.parameters())   # the teacher is left trainable
@@ -155,9 +155,9 @@ def test_cli_distill(teacher, tiny_llama, small_corpus, tmp_path):
 DDP_SCRIPT = """
 import json, sys, numpy as np, torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from roots_edge.distill import DistillConfig, distill_decoder
-from roots_edge.fit import init_distributed
-from roots_edge.train import TokenStream
+from roots_edge.train.distill import DistillConfig, distill_decoder
+from roots_edge.train.fit import init_distributed
+from roots_edge.train.lm import TokenStream
 
 world, rank = init_distributed()
 def llama(hidden):

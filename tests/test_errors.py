@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from roots_edge.cli import main
-from roots_edge.errors import RootsEdgeError
+from roots_edge.core.errors import RootsEdgeError
 
 
 def test_runtime_errors_belong_to_the_family():

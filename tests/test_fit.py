@@ -8,16 +8,16 @@ import sys
 
 import pytest
 
-from roots_edge.fit import FitConfig
+from roots_edge.train.fit import FitConfig
 
 # Trains a tiny Llama (built from a config, seeded) for 8 steps with a global batch of 4; rank 0 writes the
 # per-step (global) losses and the evaluations.
 SCRIPT = """
 import json, sys, numpy as np, torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from roots_edge.fit import init_distributed
-from roots_edge.recipes import TrainConfig
-from roots_edge.train import TokenStream, train_lm
+from roots_edge.train.fit import init_distributed
+from roots_edge.train.recipe import TrainConfig
+from roots_edge.train.lm import TokenStream, train_lm
 
 world, rank = init_distributed()
 torch.manual_seed(0)

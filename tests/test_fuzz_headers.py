@@ -14,8 +14,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from roots_edge.errors import CorruptModelError  # noqa: E402
-from roots_edge.modelio import verify_safetensors  # noqa: E402
+from roots_edge.core.errors import CorruptModelError  # noqa: E402
+from roots_edge.data.folder import verify_safetensors  # noqa: E402
 from roots_edge.runtimes.base import RuntimeLoadError  # noqa: E402
 from roots_edge.runtimes.llamacpp import read_header  # noqa: E402
 

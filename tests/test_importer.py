@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file
 
 from roots_edge.cli import main
-from roots_edge.errors import UnsupportedModelError
+from roots_edge.core.errors import UnsupportedModelError
 from roots_edge.exporters import export, load_source
-from roots_edge.importer import import_gguf
+from roots_edge.exporters.gguf_import import import_gguf
 
 pytest.importorskip("llama_cpp")
 

@@ -104,26 +104,29 @@ def test_the_checker_sees_function_level_cycles(tmp_path):
 
 def test_leaves_import_nothing_of_roots_edge():
     known = modules()
-    for leaf in ("roots_edge.errors", "roots_edge.versions", "roots_edge.paths", "roots_edge.spec", "roots_edge.text",
-                 "roots_edge.telemetry", "roots_edge.metrics", "roots_edge.formats.gguf", "roots_edge.formats.onnx"):
-        assert imported(leaf, known[leaf], known) <= {"roots_edge.errors", "roots_edge.paths"}, leaf
+    for leaf in [m for m in known if m.startswith(("roots_edge.core.", "roots_edge.formats."))]:
+        assert {d for d in imported(leaf, known[leaf], known) if not d.startswith("roots_edge.core.")} == set(), leaf
 
 
-# Every module's layer, lowest first (ARCHITECTURE.md, "Layers"): a module imports only from its own rank or
-# below. The folders do not show all of these layers yet (roots_edge/ is flat); the ranks do.
+# Every folder's layer, lowest first (ARCHITECTURE.md, "Layers"): a module imports only from its own rank or
+# below. A module takes the rank of the longest prefix that names it.
 RANKS = [
-    ("leaves", ["roots_edge.errors", "roots_edge.paths", "roots_edge.spec", "roots_edge.versions", "roots_edge.text",
-                "roots_edge.telemetry", "roots_edge.metrics", "roots_edge.tokenizer", "roots_edge._stdlib_docstrings",
-                "roots_edge.models"]),
-    ("formats", ["roots_edge.formats", "roots_edge.manifest"]),
-    ("data", ["roots_edge.data", "roots_edge.modelio"]),
-    ("exporters and runtimes", ["roots_edge.exporters", "roots_edge.runtimes", "roots_edge.importer"]),
-    ("train", ["roots_edge.fit", "roots_edge.train", "roots_edge.pretrain", "roots_edge.classifier",
-               "roots_edge.distill", "roots_edge.prune", "roots_edge.evaluate", "roots_edge.recipes"]),
-    ("pipelines and deploy", ["roots_edge.compress", "roots_edge.deploy", "roots_edge.crossbuild"]),
+    ("core", ["roots_edge.core", "roots_edge.models"]),
+    ("formats", ["roots_edge.formats"]),
+    ("data", ["roots_edge.data"]),
+    ("exporters and runtimes", ["roots_edge.exporters", "roots_edge.runtimes"]),
+    ("train and deploy", ["roots_edge.train", "roots_edge.deploy"]),
+    ("pipelines", ["roots_edge.pipelines"]),
     ("facade", ["roots_edge.model", "roots_edge"]),
     ("cli", ["roots_edge.cli"]),
 ]
+
+
+def test_every_module_sits_in_a_layer_folder():
+    """No module floats beside the layers: roots_edge/ holds only the facade and the layer packages."""
+    loose = [m for m in modules() if m.count(".") == 1 and m.startswith("roots_edge.")
+             and m not in ("roots_edge.model", *(p for _, ps in RANKS for p in ps))]
+    assert loose == []
 
 
 def rank(module: str) -> int:
@@ -148,7 +151,7 @@ def test_imports_point_down_only():
 
 
 def test_the_direction_check_sees_an_upward_import():
-    g = {"roots_edge.data": {"roots_edge.pretrain"}, "roots_edge.runtimes.base": {"roots_edge.exporters.base"},
-         "roots_edge.model": {"roots_edge.errors"}}
-    assert upward(g) == ["roots_edge.data (data) imports roots_edge.pretrain (train)",
+    g = {"roots_edge.data.corpora": {"roots_edge.train.pretrain"}, "roots_edge.runtimes.base": {"roots_edge.exporters.base"},
+         "roots_edge.model": {"roots_edge.core.errors"}}
+    assert upward(g) == ["roots_edge.data.corpora (data) imports roots_edge.train.pretrain (train and deploy)",
                          "roots_edge.runtimes.base imports roots_edge.exporters.base: runtimes never import exporters"]

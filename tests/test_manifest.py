@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from roots_edge.manifest import FILE, Manifest
+from roots_edge.formats.manifest import FILE, Manifest
 
 
 def test_written_manifest_round_trips_and_reads_typed(tiny_llama, texts_jsonl, tmp_path):

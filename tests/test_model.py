@@ -3,7 +3,7 @@ import pytest
 
 from conftest import SENTIMENT_HELDOUT, SENTIMENT_TRAIN
 from roots_edge import LanguageModel
-from roots_edge.errors import DataError, TaskError, TextInputError
+from roots_edge.core.errors import DataError, TaskError, TextInputError
 
 
 @pytest.fixture(scope="module")

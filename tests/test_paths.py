@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from roots_edge.paths import atomic_dir, atomic_file, umask, write_text_atomic
+from roots_edge.core.paths import atomic_dir, atomic_file, umask, write_text_atomic
 
 
 def mode(path) -> int:

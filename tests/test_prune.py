@@ -8,17 +8,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from roots_edge.errors import RecipeError, UnsupportedModelError
+from roots_edge.core.errors import RecipeError, UnsupportedModelError
 from roots_edge.model import LanguageModel
-from roots_edge.prune import PruneConfig, measure, plan, prune_model
-from roots_edge.spec import ModelSpec
+from roots_edge.train.prune import PruneConfig, measure, plan, prune_model
+from roots_edge.core.spec import ModelSpec
 
 
 def random_llama(tokenizer_folder, layers=3, heads=4, kv=2, hidden=64, ffn=128, family="llama"):
     """An untrained GQA decoder (head_dim 16) with a real tokenizer: pruning needs no training to be exact."""
     import transformers
 
-    from roots_edge.modelio import load_hf_tokenizer
+    from roots_edge.data.folder import load_hf_tokenizer
 
     tok = load_hf_tokenizer(tokenizer_folder)
     kind = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),

@@ -31,7 +31,7 @@ def test_the_readme_shows_commands_of_every_kind():
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    from roots_edge.pretrain import ensure_default_model
+    from roots_edge.train.pretrain import ensure_default_model
 
     ensure_default_model(progress=False)     # commands without MODEL use it (shared with test_default_e2e)
     root = tmp_path_factory.mktemp("readme")

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from roots_edge.errors import CorruptModelError, ModelNotFoundError, NotAModelError, UnsupportedModelError
-from roots_edge.modelio import check_folder, resolve
-from roots_edge.spec import read_spec
+from roots_edge.core.errors import CorruptModelError, ModelNotFoundError, NotAModelError, UnsupportedModelError
+from roots_edge.data.folder import check_folder, resolve
+from roots_edge.core.spec import read_spec
 
 
 def test_minilm_spec(minilm_path):
@@ -53,7 +53,7 @@ def test_hub_id_needs_consent_and_fails_offline(monkeypatch):
 def test_truncated_weights_raise_clear_error(tmp_path, tiny_llama):
     import shutil
 
-    from roots_edge.modelio import load_torch
+    from roots_edge.data.folder import load_torch
 
     bad = tmp_path / "bad"
     shutil.copytree(tiny_llama, bad)

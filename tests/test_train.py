@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_recipe
-from roots_edge.modelio import read_record
+from roots_edge.data.folder import read_record
 
 
 def test_tiny_model_beats_unigram(tiny_llama):
@@ -23,8 +23,8 @@ def test_tiny_model_beats_unigram(tiny_llama):
 def _setup(small_corpus, recipe):
     from transformers import LlamaForCausalLM
 
-    from roots_edge.tokenizer import train_bpe
-    from roots_edge.train import TokenStream, llama_config
+    from roots_edge.data.tokenizer import train_bpe
+    from roots_edge.train.lm import TokenStream, llama_config
 
     tok = train_bpe(small_corpus.train, recipe.tokenizer.vocab_size)
     streams = TokenStream.encode(tok, small_corpus)
@@ -34,7 +34,7 @@ def _setup(small_corpus, recipe):
 
 
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, small_corpus):
-    from roots_edge.train import train_lm
+    from roots_edge.train.lm import train_lm
 
     recipe = tiny_recipe(steps=40)
     recipe.train.checkpoint_every = 10
@@ -67,8 +67,8 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, small_corpus):
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path, small_corpus):
-    from roots_edge.errors import RecipeError
-    from roots_edge.train import train_lm
+    from roots_edge.core.errors import RecipeError
+    from roots_edge.train.lm import train_lm
 
     recipe = tiny_recipe(steps=20)
     recipe.train.checkpoint_every = 10
@@ -80,7 +80,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path, small_corpus):
 
 
 def test_unigram_baseline_matches_hand_count():
-    from roots_edge.train import unigram_nll
+    from roots_edge.train.lm import unigram_nll
 
     train = np.array([0, 0, 1])
     # add-one smoothed counts over vocab 3: [3, 2, 1] / 6
@@ -88,7 +88,7 @@ def test_unigram_baseline_matches_hand_count():
 
 
 def test_tokenizer_roundtrip_and_bos(small_corpus):
-    from roots_edge.tokenizer import train_bpe
+    from roots_edge.data.tokenizer import train_bpe
 
     tok = train_bpe(small_corpus.train, 512)
     text = "Return the value of x.\n\tIndented — ünïcode ✓"
@@ -98,8 +98,8 @@ def test_tokenizer_roundtrip_and_bos(small_corpus):
 
 
 def test_recipe_errors(tmp_path):
-    from roots_edge.errors import RecipeError
-    from roots_edge.recipes import load_recipe
+    from roots_edge.core.errors import RecipeError
+    from roots_edge.train.recipe import load_recipe
 
     assert load_recipe("default").model.hidden_size % 256 == 0
     with pytest.raises(RecipeError, match="no recipe 'nope'"):
@@ -115,8 +115,8 @@ def test_token_stream_separates_documents_with_the_models_own_eos():
     separates documents, and a tokenizer with neither gets no separator rather than a crash."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from roots_edge.data import Corpus
-    from roots_edge.train import TokenStream
+    from roots_edge.data.corpora import Corpus
+    from roots_edge.train.lm import TokenStream
 
     tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "<|endoftext|>": 2, "[UNK]": 3}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()

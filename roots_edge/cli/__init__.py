@@ -79,7 +79,7 @@ class LazyGroup(click.Group):
                 formatter.write_text(", ".join(absent))
 
     def invoke(self, ctx):
-        from roots_edge.errors import RootsEdgeError
+        from roots_edge.core.errors import RootsEdgeError
 
         try:
             return super().invoke(ctx)
@@ -134,7 +134,7 @@ def run() -> None:
     while click parses the arguments (where click itself would print "Aborted!" and exit 1)."""
     import sys
 
-    from .interrupt import install
+    from roots_edge.cli.interrupt import install
 
     install()
     try:

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import click
 
-from .common import check_output_file
+from roots_edge.cli.common import check_output_file
 
 count = click.IntRange(min=1)
 
 
 def check_outputs(output: str | None, plot: str | None, force: bool) -> None:
     """-o and --plot (`check_output_file` each), and not the same file."""
-    from roots_edge.errors import OutputPathError
+    from roots_edge.core.errors import OutputPathError
 
     paths = [check_output_file(value, force, option, example) for value, option, example in
              ((output, "-o/--output", "bench.md"), (plot, "--plot", "bench.png")) if value is not None]
@@ -48,7 +48,7 @@ def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens
     measured, and the command then exits with status 1, so that a script or CI job sees the failure. A path
     that does not exist, and an -o / --plot that cannot be written, are refused before anything runs."""
 
-    from roots_edge.paths import write_text_atomic
+    from roots_edge.core.paths import write_text_atomic
     from roots_edge.runtimes.bench import BenchConfig, bench as run_bench
     from roots_edge.runtimes.bench.harness import source_reference
     from roots_edge.runtimes.bench.report import failures, plot as draw, to_csv, to_json, to_markdown
@@ -60,7 +60,7 @@ def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens
         reference = source_reference([Path(a) for a in artifacts])
     texts = truth = None
     if data:
-        from roots_edge.data import looks_labeled, read_corpus, read_labeled
+        from roots_edge.data.corpora import looks_labeled, read_corpus, read_labeled
 
         if looks_labeled(data):
             rows = read_labeled(data)

@@ -18,8 +18,8 @@ def check_output(output: str | Path, force: bool, kind, option: str = "--output"
     """`output` as a Path once it is known to be writable, checked before any expensive work: it must not exist
     (unless `force`, and then it must be a folder of `kind`, a `paths.OutputKind`, holding nothing else), and the
     nearest folder that does exist on its way must be a folder this user can write."""
-    from roots_edge.errors import OutputExistsError, OutputPathError
-    from roots_edge.paths import holds_cwd
+    from roots_edge.core.errors import OutputExistsError, OutputPathError
+    from roots_edge.core.paths import holds_cwd
 
     if str(output).strip() == "":
         raise OutputPathError(f"{option} is empty; give a folder to write")
@@ -34,7 +34,7 @@ def check_output(output: str | Path, force: bool, kind, option: str = "--output"
 def check_output_file(value: str, force: bool, option: str, example: str) -> Path:
     """One file output, before anything is measured: not empty, never an existing folder, absent unless `force`
     (which then replaces that file only), and under a folder this user can write."""
-    from roots_edge.errors import OutputExistsError, OutputPathError
+    from roots_edge.core.errors import OutputExistsError, OutputPathError
 
     if str(value).strip() == "":
         raise OutputPathError(f"{option} is empty; give a file to write, e.g. {example}")
@@ -49,7 +49,7 @@ def check_output_file(value: str, force: bool, option: str, example: str) -> Pat
 
 def writable(out: Path, option: str) -> Path:
     """`out` when the nearest folder that exists on its way is a folder this user can write."""
-    from roots_edge.errors import OutputPathError
+    from roots_edge.core.errors import OutputPathError
 
     parent = out.absolute().parent
     while not parent.exists():

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
-from roots_edge.modelio import MODEL_FOLDER
+from roots_edge.data.folder import MODEL_FOLDER
 
-from .common import check_output, echo_json
+from roots_edge.cli.common import check_output, echo_json
 
 
 @click.command()
@@ -27,9 +27,9 @@ from .common import check_output, echo_json
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def prune(model, heads, kv_heads, ffn, layers, hidden, multiple_of, calibration, output, force, quiet):
     """Prune MODEL to a smaller dense model of the same family, ranked on calibration text."""
-    from roots_edge.compress import text_data
+    from roots_edge.pipelines.compress import text_data
     from roots_edge.model import LanguageModel
-    from roots_edge.prune import PruneConfig, parse_layers
+    from roots_edge.train.prune import PruneConfig, parse_layers
 
     cfg = PruneConfig(heads=heads, kv_heads=kv_heads, ffn=ffn, layers=parse_layers(layers), hidden=hidden,
                       multiple_of=multiple_of)
@@ -75,10 +75,10 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
     """Distill TEACHER into STUDENT on --data (resumes an interrupted run; works under torchrun)."""
     import shutil
 
-    from roots_edge.compress import labeled_data, text_data
-    from roots_edge.data import read_labeled
-    from roots_edge.distill import DistillConfig
-    from roots_edge.fit import init_distributed
+    from roots_edge.pipelines.compress import labeled_data, text_data
+    from roots_edge.data.corpora import read_labeled
+    from roots_edge.train.distill import DistillConfig
+    from roots_edge.train.fit import init_distributed
     from roots_edge.model import LanguageModel
 
     _, rank = init_distributed()
@@ -90,7 +90,7 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
     s = LanguageModel.from_pretrained(student)
     ckpt = out.parent / f".{out.name}.checkpoint"
     if restart and rank == 0:
-        from roots_edge.distill import topk_cache
+        from roots_edge.train.distill import topk_cache
 
         shutil.rmtree(ckpt, ignore_errors=True)
         topk_cache(ckpt).unlink(missing_ok=True)
@@ -105,7 +105,7 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
     else:
         metrics = s.distill(t, text_data(data), **kwargs)
     if rank == 0:
-        from roots_edge.distill import topk_cache
+        from roots_edge.train.distill import topk_cache
 
         s.save_pretrained(out, overwrite=force)
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -123,7 +123,7 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compress(model, recipe, output, force, quiet):
     """Run a compression RECIPE on MODEL: finetune -> prune -> distill -> export -> bench, with a report."""
-    from roots_edge.compress import RUN_OUTPUT, load_compress_recipe, run_recipe
+    from roots_edge.pipelines.compress import RUN_OUTPUT, load_compress_recipe, run_recipe
 
     r = load_compress_recipe(recipe)
     check_output(output, force, RUN_OUTPUT)

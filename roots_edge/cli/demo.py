@@ -18,7 +18,7 @@ def demo(prompt, max_new_tokens, targets, bench_runs):
     """Build (or reuse) the default model, report its quality, generate a sample, export and verify it."""
     from roots_edge.exporters import export, get_target, load_source, reusable, verification_table
     from roots_edge.model import LanguageModel
-    from roots_edge.paths import home
+    from roots_edge.core.paths import home
 
     t0 = time.perf_counter()
     lm = LanguageModel.from_pretrained()

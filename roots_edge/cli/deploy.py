@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
-from roots_edge.deploy import BUNDLE, PLATFORMS
+from roots_edge.deploy.bundle import BUNDLE, PLATFORMS
 
-from .common import check_output, echo_json
+from roots_edge.cli.common import check_output, echo_json
 
 
 @click.command()
@@ -22,7 +22,7 @@ from .common import check_output, echo_json
 @click.option("--json", "as_json", is_flag=True, help="Print the bundle record as JSON.")
 def bundle(artifacts, platform_name, output, tar, python, no_measure, force, as_json):
     """Bundle ARTIFACTS for a device: copy the folder (or tarball) over, ./install.sh offline, ./run."""
-    from roots_edge.deploy import bundle as make_bundle
+    from roots_edge.deploy.bundle import bundle as make_bundle
 
     check_output(output, force, BUNDLE)
     info = make_bundle([Path(a) for a in artifacts], platform_name, Path(output), python=python, tar=tar,

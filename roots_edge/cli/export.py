@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .common import check_output, download_option, echo_json
+from roots_edge.cli.common import check_output, download_option, echo_json
 
 
 class TargetType(click.ParamType):
@@ -14,7 +14,7 @@ class TargetType(click.ParamType):
     name = "target"
 
     def convert(self, value, param, ctx):
-        from roots_edge.errors import TargetError
+        from roots_edge.core.errors import TargetError
         from roots_edge.exporters.base import get_target
 
         try:
@@ -66,12 +66,12 @@ def _targets_help() -> str:
 def export(model, targets, output, calibration, data_free, calibration_tokens, group_size, method, tensors, ratio, awq, scale_estimation, static_int8,
            no_verify, allow_drift, force, as_json, download):
     """Export MODEL (default: the embedded default) to one or more TARGETs, each verified against PyTorch."""
-    from roots_edge.errors import OutputExistsError
+    from roots_edge.core.errors import OutputExistsError
     from roots_edge.exporters import configure, export as run_export, get_target, load_source, verification_table
     from roots_edge.exporters.quant import parse_classes
-    from roots_edge.manifest import ARTIFACT
+    from roots_edge.formats.manifest import ARTIFACT
     from roots_edge.model import LanguageModel
-    from roots_edge.modelio import check_folder
+    from roots_edge.data.folder import check_folder
 
     out = Path(output)
     typed = {}                                   # target -> the first name it was typed as
@@ -114,8 +114,8 @@ def import_cmd(gguf_file, output, force):
     weights, config, tokenizer and chat template, which every export target takes."""
     import json
 
-    from roots_edge.importer import import_gguf
-    from roots_edge.modelio import MODEL_FOLDER
+    from roots_edge.exporters.gguf_import import import_gguf
+    from roots_edge.data.folder import MODEL_FOLDER
 
     check_output(output, force, MODEL_FOLDER)
     out = import_gguf(Path(gguf_file), Path(output), overwrite=force, log=lambda m: click.echo(m, err=True))

@@ -65,7 +65,7 @@ def _watch(reader: socket.socket, writer: socket.socket) -> None:
 
 
 def _hard_stop(signum: int) -> None:
-    from roots_edge.paths import remove_in_progress
+    from roots_edge.core.paths import remove_in_progress
 
     try:
         remove_in_progress()

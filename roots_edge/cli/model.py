@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import download_option, echo_json, json_option, model_option, sampling_options
+from roots_edge.cli.common import download_option, echo_json, json_option, model_option, sampling_options
 
 
 def _load(model, download):
@@ -45,8 +45,8 @@ def info(model, download, as_json):
 @json_option
 def eval_cmd(model, data, text_column, label_column, download, as_json):
     """Evaluate MODEL: perplexity (LM) or accuracy, macro-F1 and confusion matrix (classifier)."""
-    from roots_edge.data import read_corpus, read_labeled
-    from roots_edge.errors import DataError
+    from roots_edge.data.corpora import read_corpus, read_labeled
+    from roots_edge.core.errors import DataError
 
     lm = _load(model, download)
     if lm.spec.task == "classification":
@@ -60,7 +60,7 @@ def eval_cmd(model, data, text_column, label_column, download, as_json):
     if data:
         texts = read_corpus([data]).documents
     else:
-        from roots_edge.pretrain import load_corpus
+        from roots_edge.train.pretrain import load_corpus
 
         sources = (lm.record.get("recipe") or {}).get("corpus")
         if not sources:

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from roots_edge.text import check_unicode
+from roots_edge.core.text import check_unicode
 
-from .common import echo_json, json_option, sampling_options
+from roots_edge.cli.common import echo_json, json_option, sampling_options
 
 device_option = click.option("--device", default="auto", show_default=True,
                              type=click.Choice(["auto", "cpu", "gpu", "apple"]), help="Where to run.")
@@ -37,7 +37,7 @@ def text_stdin() -> None:
 def _run_guarded(fn):
     """Run `fn` now (a streamed generation starts inside it): its RootsEdgeError becomes a one-line CLI error.
     Anything else is a bug and keeps its traceback."""
-    from roots_edge.errors import RootsEdgeError
+    from roots_edge.core.errors import RootsEdgeError
 
     try:
         return fn()
@@ -91,7 +91,7 @@ def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, system
     def go():
         from pathlib import Path
 
-        from roots_edge.errors import ContextOverflowError
+        from roots_edge.core.errors import ContextOverflowError
 
         model = _load(artifact, device, threads, context)
         template = Path(chat_template).read_text(encoding="utf-8") if chat_template else None
@@ -155,7 +155,7 @@ def predict(artifact, texts, text_file, device, threads, as_json):
     """Classify TEXTS (and/or the lines of --file) with a classifier ARTIFACT (or model folder)."""
     from pathlib import Path
 
-    from roots_edge.data import read_text
+    from roots_edge.data.corpora import read_text
 
     texts = [check_unicode(t, f"TEXT {i}") for i, t in enumerate(texts, 1)]
     if text_file:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
-from roots_edge.modelio import MODEL_FOLDER
+from roots_edge.data.folder import MODEL_FOLDER
 
-from .common import check_output, download_option, echo_json
+from roots_edge.cli.common import check_output, download_option, echo_json
 
 
 @click.command()
@@ -23,9 +23,9 @@ from .common import check_output, download_option, echo_json
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, force, quiet):
     """Pretrain a Llama-architecture causal LM from a RECIPE (resumes an interrupted run)."""
-    from roots_edge.pretrain import build_from_recipe
-    from roots_edge.fit import init_distributed
-    from roots_edge.recipes import load_recipe
+    from roots_edge.train.pretrain import build_from_recipe
+    from roots_edge.train.fit import init_distributed
+    from roots_edge.train.recipe import load_recipe
 
     init_distributed()  # launched by torchrun: join its process group (gloo); alone: nothing
 
@@ -56,7 +56,7 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
 @download_option
 def finetune(model, data, output, text_column, label_column, epochs, steps, lr, force, quiet, download):
     """Finetune MODEL (default: the embedded default) on --data and save it to --output."""
-    from roots_edge.data import finetune_kind, read_corpus, read_labeled, stdlib_topics
+    from roots_edge.data.corpora import finetune_kind, read_corpus, read_labeled, stdlib_topics
     from roots_edge.model import LanguageModel
 
     out = check_output(output, force, MODEL_FOLDER)

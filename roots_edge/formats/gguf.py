@@ -11,7 +11,7 @@ import functools
 import mmap
 from pathlib import Path
 
-from roots_edge.errors import RuntimeLoadError
+from roots_edge.core.errors import RuntimeLoadError
 
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (gguf.GGUF_MAGIC as it lies on disk)
 

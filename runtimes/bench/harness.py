@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from roots_edge.errors import BenchError, RootsEdgeError
-from roots_edge.manifest import Manifest
+from roots_edge.core.errors import BenchError, RootsEdgeError
+from roots_edge.formats.manifest import Manifest
 
-from ..base import kl_and_agreement, log_softmax
-from ..devices import DEVICES
+from roots_edge.runtimes.base import kl_and_agreement, log_softmax
+from roots_edge.runtimes.devices import DEVICES
 
 
 @dataclass
@@ -81,7 +81,7 @@ def parameter_count(path: Path) -> int | None:
         return read_header(ggufs[0])["elements"] or None
     shards = sorted(folder.glob("*.safetensors")) if p.is_dir() else []
     if shards:
-        from roots_edge.modelio import verify_safetensors
+        from roots_edge.data.folder import verify_safetensors
 
         count = 0
         for shard in shards:
@@ -210,7 +210,7 @@ def classifier_quality(probs: np.ndarray, ref: np.ndarray | None, labels: list[s
     if ref is not None:
         out["agreement"] = float((probs.argmax(-1) == ref.argmax(-1)).mean())
     if truth is not None:
-        from roots_edge.metrics import classification_report
+        from roots_edge.core.metrics import classification_report
 
         rep = classification_report(truth, [labels[i] for i in probs.argmax(-1)], labels)
         out.update(accuracy=rep.accuracy, macro_f1=rep.macro_f1)
@@ -225,8 +225,8 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
     with its one-line reason in "error" (and "error_class"), and the other rows are still measured."""
     from tqdm.auto import tqdm
 
-    from .. import check_exists
-    from ..machine import describe
+    from roots_edge.runtimes import check_exists
+    from roots_edge.runtimes.machine import describe
 
     jobs = ([(Path(reference), True)] if reference else []) + [(Path(p), False) for p in paths]
     if not jobs:
@@ -241,7 +241,7 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
             failed[path] = {"error": str(exc), "error_class": type(exc).__name__}
     kind = next(iter(kinds.values()), "decoder")
     if texts is None:
-        from roots_edge.data import stdlib_docstrings
+        from roots_edge.data.corpora import stdlib_docstrings
 
         texts = stdlib_docstrings().val
     if truth is not None and len(truth) != len(texts):
@@ -293,7 +293,7 @@ def bench(paths: list[Path], cfg: BenchConfig, reference: Path | None = None, te
 
 
 def _format(path: Path) -> str | None:
-    from .. import detect_format
+    from roots_edge.runtimes import detect_format
 
     try:
         return detect_format(path)
@@ -322,13 +322,13 @@ def source_reference(paths: list[Path]) -> Path | None:
 
 def _kind(path: Path) -> str:
     """decoder or classifier, from the manifest's task, else (a model folder, a foreign export) from its
-    config.json by the one architecture table (`roots_edge.spec`)."""
+    config.json by the one architecture table (`roots_edge.core.spec`)."""
     folder = path if path.is_dir() else path.parent
     manifest = Manifest.read(folder)
     task = manifest.source.task if manifest is not None else ""
     if not task:
-        from roots_edge.errors import NotAModelError, UnsupportedModelError
-        from roots_edge.spec import read_spec
+        from roots_edge.core.errors import NotAModelError, UnsupportedModelError
+        from roots_edge.core.spec import read_spec
 
         try:
             task = read_spec(folder).task
@@ -341,7 +341,7 @@ def _shared_tokenizer(paths: list[Path]):
     """The tokenizer every decoder row is fed by, so that their quality figures compare: the first readable
     `tokenizer.json` of the reference, then of each artifact (beside it, or in the model its manifest names).
     None when none has one (bare GGUF files): the first row measured then tokenizes with its own tokenizer."""
-    from ..base import load_tokenizer
+    from roots_edge.runtimes.base import load_tokenizer
 
     for p in paths:
         folder = p if p.is_dir() else p.parent

@@ -17,7 +17,7 @@ def _pm(pair) -> str:
 
 def _load(row: dict) -> str:
     """Other processes' share of the machine just before / during the row, flagged when past the threshold."""
-    from .harness import BUSY_WARN
+    from roots_edge.runtimes.bench.harness import BUSY_WARN
 
     load = row.get("machine_load") or {}
     shares = [load.get("before"), load.get("during")]
@@ -33,7 +33,7 @@ def failures(result: dict) -> list[str]:
 def measured(result: dict) -> dict:
     """`result` when every row was measured, else a BenchError naming each failed row and its reason: for
     scripts that read every row's figures (benchmarks/)."""
-    from roots_edge.errors import BenchError
+    from roots_edge.core.errors import BenchError
 
     failed = failures(result)
     if failed:
@@ -108,7 +108,7 @@ def plot(result: dict, out: Path) -> Path:
     """Speed and quality side by side, one bar per measured artifact (rows that failed have no figures)."""
     rows = [r for r in result["rows"] if not r.get("error")]
     if not rows:
-        from roots_edge.errors import BenchError
+        from roots_edge.core.errors import BenchError
 
         raise BenchError(f"no artifact was measured, so {out} was not drawn: " + "; ".join(failures(result)))
     import matplotlib

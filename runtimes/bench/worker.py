@@ -19,7 +19,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def bench_decoder(model, job: dict, cfg) -> tuple[dict, dict]:
-    from roots_edge.errors import BenchError
+    from roots_edge.core.errors import BenchError
 
     need, context = cfg.prompt_tokens + cfg.gen_tokens, model.backend.context_length
     if need > context:  # past it a model runs on positions it never learned (or the runtime fails midway)
@@ -104,10 +104,10 @@ def peak_rss_mb() -> float:
 
 
 def main(job_path: str) -> None:
-    from roots_edge.errors import RootsEdgeError
+    from roots_edge.core.errors import RootsEdgeError
 
-    from .. import load
-    from .harness import WORKER_FAILED, BenchConfig, prompt_ids
+    from roots_edge.runtimes import load
+    from roots_edge.runtimes.bench.harness import WORKER_FAILED, BenchConfig, prompt_ids
 
     job = json.loads(open(job_path).read())
     cfg = BenchConfig(**job["cfg"])

@@ -56,7 +56,7 @@ def test_drift_past_the_bound_fails_and_leaves_nothing(tiny_llama, texts_jsonl, 
 
     t = get_target("onnx-int8")
     strict = dataclasses.replace(t, decoder_bound=Bound(kl=1e-9, top1=1.0))
-    from roots_edge.errors import VerificationError
+    from roots_edge.core.errors import VerificationError
     from roots_edge.exporters import export, load_source
 
     src = load_source(tiny_llama, calibration=texts_jsonl)

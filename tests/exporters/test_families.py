@@ -4,7 +4,7 @@ exports to all three formats, passes the same verification bounds as Llama, and 
 tokens on every runtime, past the sliding window."""
 import pytest
 
-from roots_edge.errors import UnsupportedModelError
+from roots_edge.core.errors import UnsupportedModelError
 from roots_edge.exporters import export, load_source
 from roots_edge.runtimes import load
 

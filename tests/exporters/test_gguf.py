@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("gguf")
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from roots_edge.errors import TargetError  # noqa: E402
+from roots_edge.core.errors import TargetError  # noqa: E402
 from roots_edge.exporters import ExportOptions, export, load_source  # noqa: E402
 from roots_edge.runtimes.llamacpp import LlamaCppBackend  # noqa: E402
 
@@ -203,7 +203,7 @@ def test_rows_not_multiple_of_32_raise_target_error(tiny_llama, texts_file, tmp_
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from roots_edge.modelio import save_folder
+    from roots_edge.data.folder import save_folder
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     cfg = LlamaConfig(vocab_size=512, hidden_size=48, intermediate_size=96, num_hidden_layers=1,
@@ -225,7 +225,7 @@ def test_rows_not_multiple_of_32_raise_target_error(tiny_llama, texts_file, tmp_
 def test_bert_classifier_labels_and_predictions(bert_exports, bert_src):
     from gguf import GGUFReader, PoolingType
 
-    from roots_edge.classifier import predict_proba
+    from roots_edge.train.classifier import predict_proba
     from conftest import SENTIMENT_HELDOUT
 
     for target, (folder, m) in bert_exports.items():
@@ -301,7 +301,7 @@ def test_sentencepiece_style_tokenizer_goes_in_as_llama_vocab(small_corpus, tmp_
     from gguf import GGUFReader
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from roots_edge.modelio import save_folder
+    from roots_edge.data.folder import save_folder
 
     hf = spm_style_tokenizer(small_corpus.train[:400])
     config = LlamaConfig(vocab_size=len(hf), hidden_size=64, intermediate_size=128, num_hidden_layers=1,

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from roots_edge.errors import DataError, TargetError
+from roots_edge.core.errors import DataError, TargetError
 from roots_edge.exporters import configure, export, load_source
 from roots_edge.exporters.gguf import write_float
 from roots_edge.exporters.gguf_quant import quant_type, quantize, requantize

@@ -80,7 +80,7 @@ def test_fp32_prefill_decode_and_padding_match_pytorch(llama, llama_onnx):
 def test_decode_loop_writes_one_shared_kv_buffer_in_place(llama, llama_onnx):
     """The runtime's loop binds one full-length buffer per key / value as both past and present
     (GroupQueryAttention writes in place): the same logits as growing the cache by concatenation."""
-    from roots_edge.errors import ContextOverflowError
+    from roots_edge.core.errors import ContextOverflowError
     from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
 
     path = llama_onnx["int8"][0]
@@ -220,7 +220,7 @@ def test_genai_runs_the_folder_with_pytorch_greedy_ids(llama, llama_onnx):
 
 
 def test_options_onnx_cannot_use_are_refused_before_tracing(llama, tmp_path):
-    from roots_edge.errors import TargetError
+    from roots_edge.core.errors import TargetError
     from roots_edge.exporters import ExportOptions, export, get_target
 
     with pytest.raises(TargetError, match="power-of-two"):
@@ -240,7 +240,7 @@ def test_bert_graph_io(bert_onnx):
 
 
 def test_bert_labels_agree_with_pytorch(bert, bert_onnx):
-    from roots_edge.classifier import predict_proba
+    from roots_edge.train.classifier import predict_proba
     from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
 
     texts, truth = zip(*SENTIMENT_HELDOUT)
@@ -275,7 +275,7 @@ def test_bert_int8_dynamic_and_static_qdq(bert_onnx):
 def test_bert_embedder_mean_pooled(bert, tmp_path):
     """A BertModel without a head: `last_hidden_state` out, mean-pooled like `LanguageModel.embed`."""
     from roots_edge.model import LanguageModel
-    from roots_edge.modelio import save_folder
+    from roots_edge.data.folder import save_folder
     from roots_edge.runtimes.onnxruntime import OnnxRuntimeBackend
 
     body = bert.model.bert

@@ -34,7 +34,7 @@ def loud(tiny_llama, small_corpus, tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from roots_edge.modelio import save_folder
+    from roots_edge.data.folder import save_folder
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     base = json.loads((tiny_llama / "config.json").read_text())
@@ -139,7 +139,7 @@ def _run(ids: list[np.ndarray], specs: list[str], tmp: Path, qemu_cpu: str | Non
 
 # ---------------------------------------------------------------------------------------------- export path
 def test_export_refuses_int8_weights_that_saturate_without_vnni(forms):
-    from roots_edge.errors import VerificationError
+    from roots_edge.core.errors import VerificationError
     from roots_edge.exporters import ExportOptions, get_target
     from roots_edge.exporters.onnx import check_u8s8_peak
     from roots_edge.exporters.onnx_passes import INT16_MAX, u8s8_pair_peak
@@ -205,7 +205,7 @@ def test_emulated_avx2_cpu_new_form_right_legacy_form_saturates(loud, forms, tmp
 
 
 def test_load_warns_when_a_legacy_int8_artifact_meets_other_kernels(forms, monkeypatch):
-    from roots_edge.manifest import Manifest
+    from roots_edge.formats.manifest import Manifest
     from roots_edge.runtimes import machine
     from roots_edge.runtimes.onnxruntime import Int8KernelWarning, OnnxRuntimeBackend, int8_kernel_warning
 

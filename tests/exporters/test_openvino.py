@@ -123,7 +123,7 @@ def test_encoder_ir_inputs_outputs(bert, bert_ir):
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_classifier_labels_agree_with_torch(bert, bert_ir, precision):
-    from roots_edge.classifier import predict_proba
+    from roots_edge.train.classifier import predict_proba
     from roots_edge.runtimes.openvino import OpenVinoBackend
 
     folder, manifest = bert_ir[precision]
@@ -169,7 +169,7 @@ def test_embedder_matches_language_model_embed(tiny_bert_classifier, tmp_path):
 
     from roots_edge.exporters import ExportOptions, export
     from roots_edge.model import LanguageModel
-    from roots_edge.modelio import save_folder
+    from roots_edge.data.folder import save_folder
     from roots_edge.runtimes.openvino import OpenVinoBackend
 
     clf = LanguageModel.from_pretrained(tiny_bert_classifier)
@@ -188,9 +188,9 @@ def test_embedder_matches_language_model_embed(tiny_bert_classifier, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- errors
 def test_group_size_that_does_not_divide_is_adjusted_or_refused():
-    from roots_edge.errors import TargetError
+    from roots_edge.core.errors import TargetError
     from roots_edge.exporters.openvino_compress import int4_group_size
-    from roots_edge.spec import ModelSpec
+    from roots_edge.core.spec import ModelSpec
 
     def spec(hidden, ffn):
         return ModelSpec("llama", "LlamaForCausalLM", "causal-lm", 512, hidden, ffn, 1, 4, 2, hidden // 4, 128, 1e-5)

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from roots_edge.cli import main
-from roots_edge.errors import TargetError
+from roots_edge.core.errors import TargetError
 from roots_edge.exporters import configure, export, get_target, load_source
 from roots_edge.exporters.quant import QuantConfig, parse_classes, tensor_class
 

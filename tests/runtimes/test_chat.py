@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from roots_edge.cli import main
-from roots_edge.errors import GenerationError
+from roots_edge.core.errors import GenerationError
 from roots_edge.exporters import export, load_source
 from roots_edge.runtimes import load
 from roots_edge.runtimes.chat import check_messages, folder_template, render
@@ -18,7 +18,7 @@ MESSAGES = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "
 
 
 def test_render_matches_transformers(tiny_llama, tmp_path):
-    from roots_edge.modelio import load_hf_tokenizer
+    from roots_edge.data.folder import load_hf_tokenizer
 
     folder = shutil.copytree(tiny_llama, tmp_path / "m")
     (folder / "chat_template.jinja").write_text(TEMPLATE)

@@ -76,7 +76,7 @@ def test_verbs_the_model_does_not_offer_are_one_line_errors(artifacts):
     r = CliRunner().invoke(main, ["run", str(clf), "-p", "Hi"])
     assert r.exit_code == 1 and "is a classifier: it cannot generate (use predict" in r.output
     assert "Hi" not in r.stdout.split("Error")[0]         # nothing was printed as if generation had begun
-    from roots_edge.errors import TaskError
+    from roots_edge.core.errors import TaskError
 
     with pytest.raises(TaskError, match="cannot chat"):
         load(clf).chat("hello")
@@ -108,7 +108,7 @@ def test_memory_check_counts_the_kv_cache_of_every_backend(tiny_llama, texts_jso
     """GGUF, ONNX and OpenVINO decoders: the need grows with the context by the KV cache's bytes per token."""
     import re
 
-    from roots_edge.errors import RuntimeLoadError
+    from roots_edge.core.errors import RuntimeLoadError
 
     src = load_source(tiny_llama, calibration=texts_jsonl)
     for target in ("gguf-f16", "onnx-fp32", "openvino-fp32"):

@@ -78,7 +78,7 @@ def test_context_sizes_the_kv_cache_and_is_checked(llama_exports):
         roots_edge.load(folder, device="cpu", context=4096)
     with pytest.raises(RuntimeLoadError, match="positive number of tokens"):
         roots_edge.load(folder, device="cpu", context=0)
-    from roots_edge.errors import ContextOverflowError
+    from roots_edge.core.errors import ContextOverflowError
 
     with pytest.raises(ContextOverflowError, match="context holds 64.*--context N; this model allows up to 128"):
         roots_edge.load(folder, device="cpu", context=64).generate("word " * 80, 4)

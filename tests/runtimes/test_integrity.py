@@ -14,7 +14,7 @@ from artifacts import nan_safetensors
 from click.testing import CliRunner
 
 from roots_edge.cli import main
-from roots_edge.errors import BackendError, CorruptModelError, RuntimeLoadError, TaskError
+from roots_edge.core.errors import BackendError, CorruptModelError, RuntimeLoadError, TaskError
 from roots_edge.runtimes import base, load
 
 NAN32 = struct.pack("<f", float("nan"))

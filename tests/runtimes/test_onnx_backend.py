@@ -81,7 +81,7 @@ def test_task_comes_from_the_manifest_and_must_match_the_model_file(llama_onnx, 
     import json
 
     import roots_edge
-    from roots_edge.errors import RuntimeLoadError
+    from roots_edge.core.errors import RuntimeLoadError
 
     folder = shutil.copytree(llama_onnx["fp32"][0], tmp_path / "art")
     assert roots_edge.load(folder, device="cpu").info()["task"] == "causal-lm"

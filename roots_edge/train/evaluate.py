@@ -22,7 +22,7 @@ class PerplexityReport:
 
 def perplexity(model, tokenizer, texts: list[str], seq_len: int, max_tokens: int = 1 << 17) -> PerplexityReport:
     """Perplexity of a causal LM over `texts` encoded as one `<s> doc </s>` stream."""
-    from .train import stream_nll
+    from roots_edge.train.lm import stream_nll
 
     eos = tokenizer.eos_token_id
     ids = [t for text in texts for t in (*tokenizer(text)["input_ids"], eos)]

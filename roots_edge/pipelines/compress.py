@@ -34,10 +34,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import RecipeError
-from .manifest import ARTIFACT
-from .modelio import MODEL_FOLDER
-from .paths import OutputKind
+from roots_edge.core.errors import RecipeError
+from roots_edge.formats.manifest import ARTIFACT
+from roots_edge.data.folder import MODEL_FOLDER
+from roots_edge.core.paths import OutputKind
 
 ORDER = ("finetune", "prune", "distill", "export", "bench")
 DATA_SETS = ("stdlib-docstrings", "stdlib-topics")
@@ -114,7 +114,7 @@ class CompressRecipe:
             kind = kinds[name]
             known = {f.name for f in dataclasses.fields(kind)}
             if name == "distill":
-                from .distill import DistillConfig
+                from roots_edge.train.distill import DistillConfig
 
                 options = {k: v for k, v in data.items() if k not in known}
                 allowed = {f.name for f in dataclasses.fields(DistillConfig)}
@@ -168,8 +168,8 @@ def _check_steps(steps: dict, where: str) -> None:
         source("distill", "data", steps["distill"].data)
         source("distill", "unlabeled", steps["distill"].unlabeled)
     if "export" in steps:
-        from .exporters import get_target
-        from .errors import TargetError
+        from roots_edge.exporters import get_target
+        from roots_edge.core.errors import TargetError
 
         targets = steps["export"].targets
         if not isinstance(targets, list) or not targets:
@@ -187,7 +187,7 @@ def _check_steps(steps: dict, where: str) -> None:
 
 
 def _prune_config(step: PruneStep):
-    from .prune import PruneConfig
+    from roots_edge.train.prune import PruneConfig
 
     return PruneConfig(heads=step.heads, kv_heads=step.kv_heads, ffn=step.ffn, layers=step.layers,
                        hidden=step.hidden, multiple_of=step.multiple_of)
@@ -216,10 +216,10 @@ def load_compress_recipe(name_or_path: str | Path) -> CompressRecipe:
 def text_data(source: str, split: str = "all") -> list[str]:
     """Documents of a corpus file or of the standard-library docstrings: all of them (`distill` splits them again
     by content hash, so its validation documents are the corpus's own), or the training split only."""
-    from .pretrain import load_corpus
+    from roots_edge.train.pretrain import load_corpus
 
     if source == "stdlib-topics":
-        from .data import stdlib_topics
+        from roots_edge.data.corpora import stdlib_topics
 
         return stdlib_topics()[0].texts
     corpus = load_corpus([source])
@@ -228,7 +228,7 @@ def text_data(source: str, split: str = "all") -> list[str]:
 
 def labeled_data(source: str):
     """(train, test) Labeled: the topic set's own split, or a labeled file (no test split)."""
-    from .data import read_labeled, stdlib_topics
+    from roots_edge.data.corpora import read_labeled, stdlib_topics
 
     if source == "stdlib-topics":
         return stdlib_topics()
@@ -247,7 +247,7 @@ class Stage:
 
     @classmethod
     def load(cls, folder: Path) -> "Stage":
-        from .modelio import check_folder, load_torch, read_record, resolve
+        from roots_edge.data.folder import check_folder, load_torch, read_record, resolve
 
         folder = resolve(folder)
         spec = check_folder(folder)
@@ -255,8 +255,8 @@ class Stage:
         return cls(Path(folder), spec, model, tokenizer, read_record(folder))
 
     def save(self, folder: Path) -> "Stage":
-        from .modelio import save_folder
-        from .spec import ModelSpec
+        from roots_edge.data.folder import save_folder
+        from roots_edge.core.spec import ModelSpec
 
         self.path = save_folder(self.model, self.tokenizer, folder, self.record, overwrite=True)
         self.spec = ModelSpec.from_hf_config(self.model.config.to_dict())
@@ -271,8 +271,8 @@ def stage_quality(stage: Stage, test) -> dict:
     """Quality on held-out data: perplexity on the standard-library docstrings' validation split (LMs; the
     default model's own measure) or test accuracy (classifiers)."""
     if stage.spec.task == "causal-lm":
-        from .data import Corpus, stdlib_docstrings
-        from .train import TokenStream, stream_nll
+        from roots_edge.data.corpora import Corpus, stdlib_docstrings
+        from roots_edge.train.lm import TokenStream, stream_nll
 
         corpus = stdlib_docstrings()   # the validation split alone: its 390k training tokens are not needed here
         streams = TokenStream.encode(stage.tokenizer.backend_tokenizer, Corpus([], corpus.val, corpus.source,
@@ -280,7 +280,7 @@ def stage_quality(stage: Stage, test) -> dict:
         seq = min(256, stage.spec.context_length)
         return {"val_perplexity": round(math.exp(stream_nll(stage.model, streams.val, seq, 65536)[0]), 3)}
     if stage.spec.task == "classification" and test is not None:
-        from .classifier import report
+        from roots_edge.train.classifier import report
 
         return {"test_accuracy": round(report(stage.model, stage.tokenizer, test).accuracy, 4)}
     return {}
@@ -321,11 +321,11 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
     as `report.json`, `report.md` and, with matplotlib, `report.png`)."""
     import shutil
 
-    from .paths import write_text_atomic
+    from roots_edge.core.paths import write_text_atomic
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
-        from .errors import OutputExistsError
+        from roots_edge.core.errors import OutputExistsError
 
         raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
     RUN_OUTPUT.check(out)          # --force writes into a folder of an earlier run, nothing else
@@ -347,7 +347,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
             + ", ".join(f"{k} {v}" for k, v in entry.items() if k.endswith(("perplexity", "accuracy"))))
 
     if "finetune" in steps:
-        from .classifier import FinetuneConfig, finetune_classifier
+        from roots_edge.train.classifier import FinetuneConfig, finetune_classifier
 
         st = steps["finetune"]
         train, _ = labeled_data(st.data)
@@ -367,7 +367,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
         record("teacher", teacher, 0.0)
     student = teacher
     if "prune" in steps:
-        from .prune import prune_model, pruned_record
+        from roots_edge.train.prune import prune_model, pruned_record
 
         st = steps["prune"]
         t0 = time.perf_counter()
@@ -378,7 +378,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
         record("pruned", student, time.perf_counter() - t0,
                {"kept": {k: v["kept"] for k, v in provenance["kept"].items()}})
     if "distill" in steps:
-        from .distill import distill_models, distilled_record, topk_cache
+        from roots_edge.train.distill import distill_models, distilled_record, topk_cache
 
         st = steps["distill"]
         if student is teacher:
@@ -402,7 +402,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
                                               if k.startswith(("val_", "teacher_val_"))}})
     artifacts: list[Path] = []
     if "export" in steps:
-        from .exporters import configure, export, load_source
+        from roots_edge.exporters import configure, export, load_source
 
         st = steps["export"]
         pairs = [("student", student)] + ([("teacher", teacher)] if st.teacher and student is not teacher else [])
@@ -420,8 +420,8 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
                 log(f"exported {who} {target}: {stages[-1]['verification']}")
     bench_result = None
     if "bench" in steps and artifacts:
-        from .runtimes.bench import BenchConfig, bench
-        from .runtimes.bench.report import plot, to_markdown
+        from roots_edge.runtimes.bench import BenchConfig, bench
+        from roots_edge.runtimes.bench.report import plot, to_markdown
 
         st = steps["bench"]
         cfg = BenchConfig(runs=st.runs, threads=st.threads, prompt_tokens=st.prompt_tokens, gen_tokens=st.gen_tokens,
@@ -460,7 +460,7 @@ def to_report(report: dict) -> str:
         ver = ", ".join(f"{k} {v}" for k, v in (s.get("verification") or {}).items())
         lines.append(f"| {s['stage']} | {params} | {quality} | {s['seconds']} | {ver} |")
     if report.get("bench"):
-        from .runtimes.bench.report import to_markdown
+        from roots_edge.runtimes.bench.report import to_markdown
 
         lines += ["", "## Speed and size (one `roots-edge bench` run)", "", to_markdown(report["bench"])]
         ratios = speedups(report["bench"])
@@ -508,7 +508,7 @@ def _plot_stages(report: dict, path: Path, log) -> None:
     except ImportError:
         log("no plot: matplotlib is not installed")
         return
-    from .paths import atomic_file
+    from roots_edge.core.paths import atomic_file
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     names = [s["stage"] for s in rows]

@@ -23,8 +23,8 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from .errors import RecipeError
-from .paths import INTERNAL, atomic_dir
+from roots_edge.core.errors import RecipeError
+from roots_edge.core.paths import INTERNAL, atomic_dir
 
 
 @dataclass

@@ -32,9 +32,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import RootsEdgeError
-from .manifest import Manifest
-from .paths import OutputKind, atomic_dir, atomic_file, sha256_file, strays_of, write_text_atomic
+from roots_edge.core.errors import RootsEdgeError
+from roots_edge.formats.manifest import Manifest
+from roots_edge.core.paths import OutputKind, atomic_dir, atomic_file, sha256_file, strays_of, write_text_atomic
 
 BUNDLE_SCHEMA = 1
 
@@ -135,7 +135,7 @@ def predicted_decode(weights: int, bandwidth_gbs: float) -> float:
 
 
 def _inspect(path: Path, plat: Platform) -> tuple[Path, str, Manifest | None]:
-    from .runtimes import RuntimeLoadError, detect_format
+    from roots_edge.runtimes import RuntimeLoadError, detect_format
 
     path = Path(path)
     if not path.exists():
@@ -198,7 +198,7 @@ def _project_wheel(dest: Path) -> Path:
 
 
 def _llama_wheel(plat: Platform, log) -> Path:
-    from . import crossbuild
+    from roots_edge.deploy.bundle import crossbuild
 
     version = metadata.version("llama-cpp-python")
     if plat.system == "linux" and plat.machine == "aarch64":

@@ -24,8 +24,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import RootsEdgeError
-from .paths import atomic_dir, atomic_file, home
+from roots_edge.core.errors import RootsEdgeError
+from roots_edge.core.paths import atomic_dir, atomic_file, home
 
 # Debian's cross toolchain (gcc 12, glibc 2.36: the same as Debian / Raspberry Pi OS bookworm on the device).
 CROSS = {"aarch64": ("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-g++")}

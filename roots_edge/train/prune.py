@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import DataError, RecipeError, UnsupportedModelError
+from roots_edge.core.errors import DataError, RecipeError, UnsupportedModelError
 
 MAX_CALIBRATION_TEXTS = 256   # encoders: texts (one forward each, up to 256 tokens)
 CRITERIA = {

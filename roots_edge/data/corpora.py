@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .errors import DataError
-from .text import unicode_problem
+from roots_edge.core.errors import DataError
+from roots_edge.core.text import unicode_problem
 
 VAL_PER_MILLE = 50  # 5% of documents go to validation, chosen by content hash (stable across runs)
 

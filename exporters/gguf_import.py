@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CorruptModelError, UnsupportedModelError
-from .paths import sha256_file
-from .spec import FAMILY_LIST, supported_summary
+from roots_edge.core.errors import CorruptModelError, UnsupportedModelError
+from roots_edge.core.paths import sha256_file
+from roots_edge.core.spec import FAMILY_LIST, supported_summary
 
 PARITY_TEXTS = ("Return the number of items in the list.", "def f(x):\n    return x ** 2  # square",
                 "Über naïve café façades, 3.14 and 2,718 — “quoted” text!", "   leading spaces and\ttabs\n\nnew",
@@ -113,8 +113,8 @@ def import_gguf(path: str | Path, out: str | Path, *, overwrite: bool = False, l
     import transformers
     from gguf import GGUFReader, LlamaFileType
 
-    from .modelio import save_folder
-    from .formats.gguf import find_gguf, read_header
+    from roots_edge.data.folder import save_folder
+    from roots_edge.formats.gguf import find_gguf, read_header
 
     path = find_gguf(path)
     header = read_header(path)            # a clear error for a truncated or corrupt file, before gguf-py reads it
@@ -198,7 +198,7 @@ def tokenizer_parity(tokenizer, path: Path) -> dict:
     """Share of sample texts the rebuilt tokenizer splits exactly as llama.cpp does on the same file."""
     import llama_cpp
 
-    from .runtimes.llamacpp import captured_stderr
+    from roots_edge.core.capture import captured_stderr
 
     with captured_stderr():
         llm = llama_cpp.Llama(str(path), n_ctx=64, vocab_only=True, verbose=False)

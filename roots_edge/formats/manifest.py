@@ -3,7 +3,7 @@
     m = Manifest.read(folder)            # None when the folder has no manifest (a foreign artifact)
     m.precision, m.source.task, m.verification.passed, m.verification.cpu, m.quantization
 
-A leaf: imports only roots_edge.errors and roots_edge.paths. The JSON keeps its flat layout; format-specific sections (`opset`,
+A leaf: imports only roots_edge.core.errors and roots_edge.core.paths. The JSON keeps its flat layout; format-specific sections (`opset`,
 `inputs`, `quantization`, `gguf`, ...) stay top-level keys and are kept in `details`.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .errors import CorruptModelError
-from .paths import OutputKind, strays_of
+from roots_edge.core.errors import CorruptModelError
+from roots_edge.core.paths import OutputKind, strays_of
 
 FILE = "manifest.json"
 SCHEMA = 4  # 2: `schema`, `exporter_revision`, `verification.cpu` are written; 3: `quant`; 4: `parameters`

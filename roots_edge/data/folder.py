@@ -11,9 +11,9 @@ import os
 import re
 from pathlib import Path
 
-from .errors import CorruptModelError, ModelNotFoundError, NotAModelError
-from .paths import OutputKind, atomic_dir, home, strays_of
-from .spec import ModelSpec, read_spec
+from roots_edge.core.errors import CorruptModelError, ModelNotFoundError, NotAModelError
+from roots_edge.core.paths import OutputKind, atomic_dir, home, strays_of
+from roots_edge.core.spec import ModelSpec, read_spec
 
 RECORD = "roots_edge.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -179,7 +179,7 @@ def folder_hash(folder: Path) -> str:
 
 
 def versions() -> dict:
-    from .versions import versions as installed
+    from roots_edge.core.versions import versions as installed
 
     return installed(("torch", "transformers", "tokenizers"))
 
@@ -254,7 +254,7 @@ def save_folder(model, tokenizer, out: Path, record: dict | None = None, *, over
     `overwrite` replaces a model folder roots-edge wrote before, never a folder holding anything else."""
     out = Path(out)
     if out.exists() and not overwrite:
-        from .errors import OutputExistsError
+        from roots_edge.core.errors import OutputExistsError
 
         raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
     with atomic_dir(out, replace=MODEL_FOLDER) as tmp:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import OutputExistsError
+from roots_edge.core.errors import OutputExistsError
 
 
 # the temporary folders and files of writes in progress (atomic_dir / atomic_file), for a hard stop to remove

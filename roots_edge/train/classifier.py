@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import Labeled
-from .metrics import ClassifierReport, classification_report
-from .errors import UnsupportedModelError
-from .spec import FAMILY_LIST, ModelSpec
+from roots_edge.data.corpora import Labeled
+from roots_edge.core.metrics import ClassifierReport, classification_report
+from roots_edge.core.errors import UnsupportedModelError
+from roots_edge.core.spec import FAMILY_LIST, ModelSpec
 from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
 
 # families that have a sequence-classification class in transformers, and its name
@@ -123,7 +123,7 @@ def finetune_classifier(model, tokenizer, spec: ModelSpec, data: Labeled, cfg: F
                         progress: bool = True):
     """Returns (classifier model, metrics), trained by `fit`. Early-stops on validation loss (evaluated every
     epoch) when a split is possible."""
-    from .fit import FitConfig, fit
+    from roots_edge.train.fit import FitConfig, fit
 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

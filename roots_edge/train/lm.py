@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Corpus
-from .errors import DataError, RecipeError
-from .fit import Checkpoint, FitConfig, FitResult, distributed, fit
-from .recipes import ArchConfig, TrainConfig
+from roots_edge.data.corpora import Corpus
+from roots_edge.core.errors import DataError, RecipeError
+from roots_edge.train.fit import Checkpoint, FitConfig, FitResult, distributed, fit
+from roots_edge.train.recipe import ArchConfig, TrainConfig
 
 
 @dataclass

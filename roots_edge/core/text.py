@@ -8,7 +8,7 @@ runtime's text check, chat messages, the CLI's arguments and standard input, and
 """
 from __future__ import annotations
 
-from .errors import TextInputError
+from roots_edge.core.errors import TextInputError
 
 ESCAPED_BYTES = range(0xDC80, 0xDD00)   # surrogateescape writes byte b (0x80..0xff) as U+DC00 + b
 FIX = "give UTF-8 text (convert it first, e.g. `iconv -f latin1 -t utf-8`)"

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import CorruptModelError, NotAModelError, UnsupportedModelError
+from roots_edge.core.errors import CorruptModelError, NotAModelError, UnsupportedModelError
 
 @dataclass(frozen=True)
 class Family:

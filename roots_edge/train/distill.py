@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Labeled
-from .errors import DataError, RecipeError, UnsupportedModelError
-from .fit import Checkpoint, FitConfig, FitResult, distributed, fit
+from roots_edge.data.corpora import Labeled
+from roots_edge.core.errors import DataError, RecipeError, UnsupportedModelError
+from roots_edge.train.fit import Checkpoint, FitConfig, FitResult, distributed, fit
 
 MIN_LABELED = 20          # a classifier student needs at least this many labeled rows
 EMBED_LOSSES = ("cosine", "mse")
@@ -139,7 +139,7 @@ class TopK:
     def save(self, path: Path, key: str) -> None:
         from safetensors.torch import save_file
 
-        from .paths import atomic_file
+        from roots_edge.core.paths import atomic_file
 
         with atomic_file(path) as tmp:
             save_file({"windows": torch.from_numpy(self.windows), "values": self.values, "ids": self.ids},
@@ -192,7 +192,7 @@ def decoder_loss(teacher, cfg: DistillConfig):
 def distill_decoder(teacher, student, streams, cfg: DistillConfig, *, checkpoint_dir: Path | None = None,
                     key: str = "", progress: bool = True) -> FitResult:
     """Train `student` in place toward `teacher` on random windows of `streams.train` (a `TokenStream`)."""
-    from .train import Windows, stream_nll
+    from roots_edge.train.lm import Windows, stream_nll
 
     cfg.check()
     batch = cfg.batch_size or 4
@@ -275,7 +275,7 @@ def distill_encoder(teacher, student, tokenizer, spec, train: Labeled, val: Labe
                     checkpoint_dir: Path | None = None, key: str = "", progress: bool = True) -> FitResult:
     """Train `student` in place toward `teacher`. For classifiers `train.labels` holds label names, or None for
     unlabeled rows (the teacher's soft labels alone teach those); embedders ignore labels."""
-    from .classifier import Epochs, predict_proba
+    from roots_edge.train.classifier import Epochs, predict_proba
 
     cfg.check()
     if spec.task == "classification":
@@ -341,9 +341,9 @@ def distill_models(teacher, t_tok, t_spec, student, s_tok, s_spec, texts, labels
                    checkpoint_dir=None, progress: bool = True, **options) -> dict:
     """Distill `teacher` into `student` (in place) on `texts` as their task requires; returns the metrics. The
     run is keyed by the settings, both models' weights and the data, so a checkpoint of another run is refused."""
-    from .classifier import report, split_labeled
-    from .data import Corpus, _digest, check_labeled
-    from .train import TokenStream, run_key, stream_nll
+    from roots_edge.train.classifier import report, split_labeled
+    from roots_edge.data.corpora import Corpus, _digest, check_labeled
+    from roots_edge.train.lm import TokenStream, run_key, stream_nll
 
     cfg = DistillConfig(**options)
     cfg.check()

@@ -12,8 +12,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import RecipeError
-from .tokenizer import SPECIAL_TOKENS
+from roots_edge.core.errors import RecipeError
+from roots_edge.data.tokenizer import SPECIAL_TOKENS
 
 
 @dataclass

@@ -12,9 +12,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .data import Corpus, read_corpus, stdlib_docstrings
-from .modelio import RECORD, check_folder, default_model_dir, read_record, save_folder
-from .recipes import Recipe, load_recipe
+from roots_edge.data.corpora import Corpus, read_corpus, stdlib_docstrings
+from roots_edge.data.folder import RECORD, check_folder, default_model_dir, read_record, save_folder
+from roots_edge.train.recipe import Recipe, load_recipe
 
 
 def load_corpus(sources: list[str]) -> Corpus:
@@ -35,9 +35,9 @@ def build_from_recipe(recipe: Recipe, out: Path, *, corpus: Corpus | None = None
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM
 
-    from .fit import distributed
-    from .tokenizer import to_transformers, train_bpe
-    from .train import TokenStream, llama_config, run_key, stream_nll, train_lm, unigram_nll
+    from roots_edge.train.fit import distributed
+    from roots_edge.data.tokenizer import to_transformers, train_bpe
+    from roots_edge.train.lm import TokenStream, llama_config, run_key, stream_nll, train_lm, unigram_nll
 
     world, rank = distributed()
     if rank > 0:
