@@ -23,17 +23,14 @@ from roots_edge.exporters.verify import verify
 
 def heldout_texts(folder: Path, record: dict) -> list[str]:
     """The model's own validation text when its corpus is known, else the stdlib docstrings' validation split."""
-    from roots_edge.data.corpora import stdlib_docstrings
+    from roots_edge.data.corpora import text_corpus
 
-    sources = (record.get("recipe") or {}).get("corpus")
-    if sources and sources != ["stdlib-docstrings"]:
-        try:
-            from roots_edge.data.corpora import read_corpus
-
-            return read_corpus(sources).val
-        except DataError:
-            pass
-    return stdlib_docstrings().val
+    sources = (record.get("recipe") or {}).get("corpus") or ["stdlib-docstrings"]
+    try:
+        held = text_corpus(sources).val
+    except DataError:               # the corpus was on another machine
+        held = []
+    return held or text_corpus("stdlib-docstrings").val
 
 
 def load_source(model, *, calibration: Path | None = None) -> Source:
@@ -54,9 +51,9 @@ def load_source(model, *, calibration: Path | None = None) -> Source:
         torch_model, tokenizer = load_torch(folder, spec)
     folder = Path(folder)
     if calibration is not None:
-        from roots_edge.data.corpora import read_corpus
+        from roots_edge.data.corpora import text_corpus
 
-        heldout = read_corpus([calibration]).documents
+        heldout = text_corpus(calibration).documents
     else:
         heldout = heldout_texts(folder, read_record(folder))
     return Source(folder=folder, spec=spec, model=torch_model, tokenizer=tokenizer,

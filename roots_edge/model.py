@@ -74,10 +74,10 @@ class LanguageModel:
             return self._finetune_lm(texts, progress=progress, **kwargs)
         from roots_edge.train.classifier import FinetuneConfig, finetune_classifier
         from roots_edge.data.corpora import check_labeled
-        from roots_edge.train.recipe import settings
+        from roots_edge.core.config import build
         from roots_edge.core.spec import ModelSpec
 
-        cfg = settings(FinetuneConfig, kwargs, "finetune")
+        cfg = build(FinetuneConfig, kwargs, "finetune")
         data = check_labeled(texts, labels)
         clf, metrics = finetune_classifier(self.model, self.tokenizer, self.spec, data, cfg, progress=progress)
         self.record.setdefault("history", []).append({"kind": "finetune-classification", "from": str(self.path),
@@ -92,13 +92,14 @@ class LanguageModel:
         import math
 
         from roots_edge.data.corpora import Corpus
-        from roots_edge.train.recipe import TrainConfig, settings
+        from roots_edge.core.config import build
+        from roots_edge.train.recipe import TrainConfig
         from roots_edge.train.lm import TokenStream, stream_nll, train_lm
 
         if not self.spec.is_decoder or self.spec.task != "causal-lm":
             raise UnsupportedModelError("finetuning on plain text needs a causal LM (Llama); "
                                         "for an encoder give labels to train a classifier")
-        settings(TrainConfig, {"steps": steps, "lr": lr, "seed": seed} | ({"seq_len": seq_len} if seq_len else {}),
+        build(TrainConfig, {"steps": steps, "lr": lr, "seed": seed} | ({"seq_len": seq_len} if seq_len else {}),
                  "finetune")
         texts = [t for t in texts if isinstance(t, str) and t.strip()]
         if not texts:

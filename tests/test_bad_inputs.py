@@ -260,11 +260,11 @@ def nan_weights_generate(world, tmp):
 
 def finetune_lr_nan(world, tmp):
     from roots_edge.train.classifier import FinetuneConfig
-    from roots_edge.train.recipe import settings
+    from roots_edge.core.config import build
 
     rows = tmp / "rows.csv"
     rows.write_text("text,label\ngood film,pos\nbad film,neg\n")
-    return (lambda: settings(FinetuneConfig, {"lr": float("nan")}, "finetune")), \
+    return (lambda: build(FinetuneConfig, {"lr": float("nan")}, "finetune")), \
         ["finetune", str(world["model"]), "--data", str(rows), "--lr", "nan", "-o", str(tmp / "out"), "--quiet"]
 
 
@@ -406,17 +406,17 @@ CASES = [
     ("data-missing-file", data_file("absent.csv", None), DataError, "does not exist"),
     ("data-plain-text-with-label-column", data_file("notes.txt", "some text\n", label_column="label"), DataError,
      "plain text"),
-    ("finetune-lr-nan", finetune_lr_nan, RecipeError, "expected a finite number"),
+    ("finetune-lr-nan", finetune_lr_nan, RecipeError, "lr = nan: expected a positive number"),
     # recipes for train
-    ("recipe-lr-negative", recipe(with_train("lr = -0.01")), RecipeError, "lr = -0.01: must be > 0"),
-    ("recipe-lr-a-word", recipe(with_train('lr = "fast"')), RecipeError, "expected a finite number"),
-    ("recipe-lr-nan", recipe(with_train("lr = nan")), RecipeError, "expected a finite number"),
+    ("recipe-lr-negative", recipe(with_train("lr = -0.01")), RecipeError, "lr = -0.01: expected a positive number"),
+    ("recipe-lr-a-word", recipe(with_train('lr = "fast"')), RecipeError, "expected a positive number"),
+    ("recipe-lr-nan", recipe(with_train("lr = nan")), RecipeError, "expected a positive number"),
     ("recipe-hidden-a-string", recipe(GOOD_RECIPE.replace("hidden_size = 64", 'hidden_size = "256"')), RecipeError,
      "expected an integer"),
-    ("recipe-checkpoint-every-0", recipe(with_train("checkpoint_every = 0")), RecipeError, "must be > 0"),
+    ("recipe-checkpoint-every-0", recipe(with_train("checkpoint_every = 0")), RecipeError, "expected a positive integer"),
     ("recipe-steps-negative", recipe(with_train("steps = -5").replace("steps = 10\n", "")), RecipeError,
      "steps = -5"),
-    ("recipe-warmup-2", recipe(with_train("warmup = 2.0")), RecipeError, "must be in [0.0, 1.0)"),
+    ("recipe-warmup-2", recipe(with_train("warmup = 2.0")), RecipeError, "warmup = 2.0: expected a number in [0, 1)"),
     ("recipe-tie-a-number", recipe(GOOD_RECIPE.replace("[train]", "tie_embeddings = 1\n[train]")), RecipeError,
      "expected true or false"),
     ("recipe-unknown-key", recipe(with_train("learning_rate = 0.1")), RecipeError, "unknown keys"),

@@ -27,16 +27,16 @@ def test_shipped_recipes_load():
     ({"prune": {}}, "needs a name"),
     ({"name": "x", "prune": {"heads": 0}}, "fraction to keep"),
     ({"name": "x", "prune": {"width": 0.5}}, "unknown keys in \\[prune\\]"),
-    ({"name": "x", "prune": {}, "distill": {"steps": -5}}, "steps must be a positive"),
-    ({"name": "x", "prune": {}, "distill": {"lr": "fast"}}, "lr must be a positive"),
+    ({"name": "x", "prune": {}, "distill": {"steps": -5}}, "steps = -5: expected a positive integer"),
+    ({"name": "x", "prune": {}, "distill": {"lr": "fast"}}, "lr = 'fast': expected a positive number"),
     ({"name": "x", "prune": {}, "distill": {"teacher_lr": 1}}, "unknown keys in \\[distill\\]"),
     ({"name": "x", "prune": []}, "must be a table"),
     ({"name": "x", "export": {"targets": ["onnx-int3"]}}, "unknown target"),
-    ({"name": "x", "export": {"targets": "onnx-int8"}}, "must be a list"),
-    ({"name": "x", "finetune": {"epochs": 0}}, "epochs must be a positive integer"),
+    ({"name": "x", "export": {"targets": "onnx-int8"}}, "expected a list of target names"),
+    ({"name": "x", "finetune": {"epochs": 0}}, "epochs = 0: expected a positive integer"),
     ({"name": "x", "finetune": {"data": "no-such-file.csv"}}, "neither a file"),
     ({"name": "x", "prune": {"calibration": "missing.txt"}}, "neither a file"),
-    ({"name": "x", "bench": {"runs": "3"}}, "runs must be a positive integer"),
+    ({"name": "x", "bench": {"runs": "3"}}, "runs = '3': expected a positive integer"),
 ])
 def test_bad_recipes_are_refused_before_any_work(raw, message):
     with pytest.raises(RecipeError, match=message):

@@ -60,13 +60,13 @@ def bench(artifacts, reference, threads, runs, warmup, prompt_tokens, gen_tokens
         reference = source_reference([Path(a) for a in artifacts])
     texts = truth = None
     if data:
-        from roots_edge.data.corpora import looks_labeled, read_corpus, read_labeled
+        from roots_edge.data.corpora import labeled_set, looks_labeled, text_corpus
 
         if looks_labeled(data):
-            rows = read_labeled(data)
+            rows = labeled_set(data)[0]
             texts, truth = rows.texts, rows.labels
         else:
-            texts = read_corpus([data]).val
+            texts = text_corpus(data).val
     cfg = BenchConfig(prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, runs=runs, warmup=warmup, threads=threads,
                       device=device)
     result = run_bench([Path(a) for a in artifacts], cfg,

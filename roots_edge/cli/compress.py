@@ -29,11 +29,11 @@ def prune(model, heads, kv_heads, ffn, layers, hidden, multiple_of, calibration,
     """Prune MODEL to a smaller dense model of the same family, ranked on calibration text."""
     from roots_edge.pipelines.compress import text_data
     from roots_edge.model import LanguageModel
+    from roots_edge.core.config import build
     from roots_edge.train.prune import PruneConfig, parse_layers
 
-    cfg = PruneConfig(heads=heads, kv_heads=kv_heads, ffn=ffn, layers=parse_layers(layers), hidden=hidden,
-                      multiple_of=multiple_of)
-    cfg.check()
+    cfg = build(PruneConfig, dict(heads=heads, kv_heads=kv_heads, ffn=ffn, layers=parse_layers(layers),
+                                  hidden=hidden, multiple_of=multiple_of), "prune")
     out = check_output(output, force, MODEL_FOLDER)
     texts = text_data(calibration, "train") if calibration else None
     lm = LanguageModel.from_pretrained(model)
@@ -75,8 +75,9 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
     """Distill TEACHER into STUDENT on --data (resumes an interrupted run; works under torchrun)."""
     import shutil
 
-    from roots_edge.pipelines.compress import labeled_data, text_data
-    from roots_edge.data.corpora import read_labeled
+    from roots_edge.pipelines.compress import text_data
+    from roots_edge.data.corpora import labeled_set
+    from roots_edge.core.config import build
     from roots_edge.train.distill import DistillConfig
     from roots_edge.train.fit import init_distributed
     from roots_edge.model import LanguageModel
@@ -84,7 +85,7 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
     _, rank = init_distributed()
     options = dict(steps=steps, lr=lr, batch_size=batch_size, seq_len=seq_len, temperature=temperature, alpha=alpha,
                    top_k=top_k, embed_loss=embed_loss, seed=seed)
-    DistillConfig(**options).check()
+    build(DistillConfig, options, "distill")
     out = check_output(output, force, MODEL_FOLDER)
     t = LanguageModel.from_pretrained(teacher)
     s = LanguageModel.from_pretrained(student)
@@ -96,10 +97,7 @@ def distill(teacher, student, data, unlabeled, text_column, label_column, output
         topk_cache(ckpt).unlink(missing_ok=True)
     kwargs = dict(checkpoint_dir=ckpt, progress=not quiet, **options)
     if s.spec.task == "classification":
-        if data == "stdlib-topics":
-            rows = labeled_data(data)[0]
-        else:
-            rows = read_labeled(data, text_column, label_column)
+        rows = labeled_set(data, text_column, label_column)[0]
         extra = text_data(unlabeled) if unlabeled else []
         metrics = s.distill(t, rows.texts, rows.labels, unlabeled=extra, **kwargs)
     else:

@@ -45,27 +45,25 @@ def info(model, download, as_json):
 @json_option
 def eval_cmd(model, data, text_column, label_column, download, as_json):
     """Evaluate MODEL: perplexity (LM) or accuracy, macro-F1 and confusion matrix (classifier)."""
-    from roots_edge.data.corpora import read_corpus, read_labeled
+    from roots_edge.data.corpora import labeled_set, text_corpus
     from roots_edge.core.errors import DataError
 
     lm = _load(model, download)
     if lm.spec.task == "classification":
         if not data:
             raise DataError("evaluating a classifier needs --data with text,label rows")
-        rows = read_labeled(data, text_column, label_column)
+        rows = labeled_set(data, text_column, label_column)[0]
         rep = lm.evaluate(rows.texts, rows.labels)
         return echo_json(rep.to_dict()) if as_json else click.echo(rep.table())
     if lm.spec.task != "causal-lm":
         raise DataError(f"{lm.spec.architecture} is an encoder without a head: nothing to evaluate; finetune it first")
     if data:
-        texts = read_corpus([data]).documents
+        texts = text_corpus(data).documents
     else:
-        from roots_edge.train.pretrain import load_corpus
-
         sources = (lm.record.get("recipe") or {}).get("corpus")
         if not sources:
             raise DataError("this model has no record of its corpus; pass --data")
-        texts = load_corpus(sources).val
+        texts = text_corpus(sources).val
     rep = lm.evaluate(texts)
     if as_json:
         return echo_json(rep.to_dict())

@@ -56,17 +56,14 @@ def train(recipe, data, output, steps, seq_len, lr, seed, vocab_size, restart, f
 @download_option
 def finetune(model, data, output, text_column, label_column, epochs, steps, lr, force, quiet, download):
     """Finetune MODEL (default: the embedded default) on --data and save it to --output."""
-    from roots_edge.data.corpora import finetune_kind, read_corpus, read_labeled, stdlib_topics
+    from roots_edge.data.corpora import LABELED_NAMES, finetune_kind, labeled_set, text_corpus
     from roots_edge.model import LanguageModel
 
     out = check_output(output, force, MODEL_FOLDER)
     label_given = click.get_current_context().get_parameter_source("label_column") is not ParameterSource.DEFAULT
     # the data is read and checked before the model is loaded: a wrong file fails in a second, not after loading
-    if data == "stdlib-topics":
-        kind, rows = "classification", stdlib_topics()[0]
-    else:
-        kind = finetune_kind(data, text_column, label_column, label_given)
-        rows = read_labeled(data, text_column, label_column) if kind == "classification" else read_corpus([data])
+    kind = "classification" if data in LABELED_NAMES else finetune_kind(data, text_column, label_column, label_given)
+    rows = labeled_set(data, text_column, label_column)[0] if kind == "classification" else text_corpus(data)
     lm = LanguageModel.from_pretrained(model, allow_download=download)
     if kind == "classification":
         kwargs = {"epochs": epochs} | ({"lr": lr} if lr else {})

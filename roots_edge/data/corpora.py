@@ -298,3 +298,43 @@ def finetune_kind(path: str | Path, text_column: str = "text", label_column: str
 def looks_labeled(path: str | Path, label_column: str = "label") -> bool:
     """True when a CSV/JSONL file carries a label column (then finetuning means classification)."""
     return label_column in (columns(path) or [])
+
+
+# ---------------------------------------------------------------------------- data by name or by file
+
+# Data on every machine, by name: "stdlib-docstrings" (text) and "stdlib-topics" (text,label rows, and their texts
+# as text). Everything else a user gives is a file or a folder.
+TEXT_NAMES = ("stdlib-docstrings", "stdlib-topics")
+LABELED_NAMES = ("stdlib-topics",)
+
+
+def text_corpus(sources: str | Path | Sequence[str | Path]) -> Corpus:
+    """Text for pretraining, finetuning, distillation, calibration or held-out evaluation: a name in
+    `TEXT_NAMES` or text files (.txt, JSONL, CSV) and folders of them."""
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    if [str(s) for s in sources] == ["stdlib-docstrings"]:
+        return stdlib_docstrings()
+    if [str(s) for s in sources] == ["stdlib-topics"]:
+        texts = stdlib_topics()[0].texts      # the topic set's training rows, whole: its test rows stay unseen
+        return Corpus(list(texts), [], source="stdlib-topics", sha256=_digest(texts))
+    named = [str(s) for s in sources if str(s) in TEXT_NAMES]
+    if named:
+        raise DataError(f"{named[0]} is built-in data: give it alone, not with files ({', '.join(map(str, sources))})")
+    return read_corpus(sources)
+
+
+def labeled_set(source: str | Path, text_column: str = "text", label_column: str = "label"
+                ) -> tuple[Labeled, Labeled | None]:
+    """(train, test) labeled rows: the topic set and its own test split, or a CSV / JSONL file (no test split)."""
+    if str(source) == "stdlib-topics":
+        return stdlib_topics()
+    return read_labeled(source, text_column, label_column), None
+
+
+def missing_source(source, labeled: bool = False) -> str | None:
+    """Why `source` cannot be data (a check before any work), or None when it names built-in data or an
+    existing path."""
+    names = LABELED_NAMES if labeled else TEXT_NAMES
+    if isinstance(source, str) and (source in names or Path(source).exists()):
+        return None
+    return f"{source!r} is neither a file nor one of {list(names)}"

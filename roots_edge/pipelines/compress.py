@@ -20,7 +20,6 @@ each can be inspected, exported or rerun alone, and the report puts size, speed 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -34,54 +33,118 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from roots_edge.core.config import POSITIVE, build, option, split
 from roots_edge.core.errors import RecipeError
+from roots_edge.data.corpora import labeled_set, missing_source, text_corpus
 from roots_edge.formats.manifest import ARTIFACT
 from roots_edge.data.folder import MODEL_FOLDER
 from roots_edge.core.paths import OutputKind
 
 ORDER = ("finetune", "prune", "distill", "export", "bench")
-DATA_SETS = ("stdlib-docstrings", "stdlib-topics")
 
 
 @dataclass
 class FinetuneStep:
-    data: str = "stdlib-topics"      # a labeled file (text,label) or "stdlib-topics"
-    epochs: int = 3
-    lr: float | None = None
-    batch_size: int = 16
-    max_length: int = 128
+    """[finetune]: train a classifier head on labeled rows; the table's other keys are FinetuneConfig settings."""
+
+    data: str = "stdlib-topics"       # a labeled file (text,label) or "stdlib-topics"
+    options: dict = field(default_factory=dict, init=False)
+    config: object = field(default=None, init=False)
+
+    def relations(self, where: str) -> None:
+        _check_source(where, "data", self.data, labeled=True)
 
 
 @dataclass
 class PruneStep:
-    heads: float = 1.0
-    kv_heads: float = 1.0
-    ffn: float = 1.0
-    layers: int | list[int] | None = None
-    hidden: float = 1.0
-    multiple_of: int = 1
+    """[prune]: a smaller dense model; the table's other keys are PruneConfig settings."""
+
     calibration: str = "stdlib-docstrings"   # a text file or "stdlib-docstrings"
+    options: dict = field(default_factory=dict, init=False)
+    config: object = field(default=None, init=False)
+
+    def relations(self, where: str) -> None:
+        _check_source(where, "calibration", self.calibration)
 
 
 @dataclass
 class DistillStep:
+    """[distill]: the pruned student toward the teacher; the table's other keys are DistillConfig settings."""
+
     data: str = "stdlib-docstrings"   # decoders/embedders: text; classifiers: labeled file or "stdlib-topics"
     unlabeled: str | None = None      # classifiers: more text the teacher labels
-    options: dict = field(default_factory=dict)   # DistillConfig fields (steps, lr, temperature, ...)
+    options: dict = field(default_factory=dict, init=False)
+    config: object = field(default=None, init=False)
+
+    def relations(self, where: str) -> None:
+        _check_source(where, "data", self.data)
+        if self.unlabeled is not None:
+            _check_source(where, "unlabeled", self.unlabeled)
 
 
 @dataclass
 class ExportStep:
-    targets: list[str] = field(default_factory=lambda: ["onnx-int8", "openvino-int8", "gguf-q8"])
+    targets: list[str] = option(default_factory=lambda: ["onnx-int8", "openvino-int8", "gguf-q8"],
+                                what='a list of target names, e.g. ["onnx-int8"]')
     teacher: bool = True              # export the teacher to the same targets (the report compares both)
+
+    def relations(self, where: str) -> None:
+        from roots_edge.core.errors import TargetError
+        from roots_edge.exporters import get_target
+
+        if not self.targets:
+            raise RecipeError(f"{where}: targets must be a list of target names, e.g. [\"onnx-int8\"]")
+        for t in self.targets:
+            try:
+                get_target(t)
+            except TargetError as exc:
+                raise RecipeError(f"{where}: {exc}") from None
 
 
 @dataclass
 class BenchStep:
-    runs: int = 3
-    threads: int | None = 2
-    prompt_tokens: int = 128
-    gen_tokens: int = 64
+    runs: int = option(3, within=POSITIVE)
+    threads: int | None = option(2, within=POSITIVE)
+    prompt_tokens: int = option(128, within=POSITIVE)
+    gen_tokens: int = option(64, within=POSITIVE)
+
+
+STEPS = {"finetune": FinetuneStep, "prune": PruneStep, "distill": DistillStep, "export": ExportStep,
+         "bench": BenchStep}
+
+
+def method_config(section: str):
+    """The train layer's config that a step's other keys fill (imported when a recipe is read: torch loads then)."""
+    if section == "finetune":
+        from roots_edge.train.classifier import FinetuneConfig
+
+        return FinetuneConfig
+    if section == "prune":
+        from roots_edge.train.prune import PruneConfig
+
+        return PruneConfig
+    if section == "distill":
+        from roots_edge.train.distill import DistillConfig
+
+        return DistillConfig
+    return None
+
+
+def _check_source(where: str, name: str, value, labeled: bool = False) -> None:
+    problem = missing_source(value, labeled)
+    if problem:
+        raise RecipeError(f"{where}: {name} = {problem}")
+
+
+def read_step(section: str, table, where: str):
+    """One recipe table as its step: the step's own keys, the rest checked as its method's config."""
+    kind, method = STEPS[section], method_config(section)
+    if method is None or not isinstance(table, dict):
+        return build(kind, table, where, section)
+    own, rest = split(kind, table)
+    step = build(kind, own, where, section)
+    step.options, step.config = rest, build(method, rest, where, section)
+    return step
 
 
 @dataclass
@@ -104,93 +167,8 @@ class CompressRecipe:
         if positions != sorted(positions):
             raise RecipeError(f"{where}: steps {sections} are out of order; they run as {list(ORDER)}: "
                               "list them in that order")
-        kinds = {"finetune": FinetuneStep, "prune": PruneStep, "distill": DistillStep, "export": ExportStep,
-                 "bench": BenchStep}
-        steps = {}
-        for name in sections:
-            data = raw[name]
-            if not isinstance(data, dict):
-                raise RecipeError(f"{where}: [{name}] must be a table")
-            kind = kinds[name]
-            known = {f.name for f in dataclasses.fields(kind)}
-            if name == "distill":
-                from roots_edge.train.distill import DistillConfig
-
-                options = {k: v for k, v in data.items() if k not in known}
-                allowed = {f.name for f in dataclasses.fields(DistillConfig)}
-                bad = sorted(set(options) - allowed)
-                if bad:
-                    raise RecipeError(f"{where}: unknown keys in [distill]: {bad}; known: {sorted(known | allowed)}")
-                try:
-                    DistillConfig(**options).check()
-                except RecipeError as exc:
-                    raise RecipeError(f"{where}: [distill] {exc}") from None
-                data = {k: v for k, v in data.items() if k in known} | {"options": options}
-            else:
-                bad = sorted(set(data) - known)
-                if bad:
-                    raise RecipeError(f"{where}: unknown keys in [{name}]: {bad}; known: {sorted(known)}")
-            steps[name] = kind(**data)
-        if "prune" in steps:
-            try:
-                _prune_config(steps["prune"]).check()
-            except RecipeError as exc:
-                raise RecipeError(f"{where}: [prune] {exc}") from None
-        _check_steps(steps, where)
+        steps = {name: read_step(name, raw[name], where) for name in sections}
         return cls(raw["name"], str(raw.get("description", "")), steps)
-
-
-def _check_steps(steps: dict, where: str) -> None:
-    """Everything a recipe names that can be checked before an hour of work: counts, data files, targets."""
-    def positive(section, name, value, optional=False):
-        if optional and value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise RecipeError(f"{where}: [{section}] {name} must be a positive integer; got {value!r}")
-
-    def source(section, name, value, labeled=False):
-        if value is None and name == "unlabeled":
-            return
-        builtin = ("stdlib-topics",) if labeled else DATA_SETS
-        if not isinstance(value, str) or not (value in builtin or Path(value).exists()):
-            raise RecipeError(f"{where}: [{section}] {name} = {value!r} is neither a file nor one of {list(builtin)}")
-
-    if "finetune" in steps:
-        st = steps["finetune"]
-        for name in ("epochs", "batch_size", "max_length"):
-            positive("finetune", name, getattr(st, name))
-        if st.lr is not None and (isinstance(st.lr, bool) or not isinstance(st.lr, (int, float)) or not st.lr > 0):
-            raise RecipeError(f"{where}: [finetune] lr must be a positive number; got {st.lr!r}")
-        source("finetune", "data", st.data, labeled=True)
-    if "prune" in steps:
-        source("prune", "calibration", steps["prune"].calibration)
-    if "distill" in steps:
-        source("distill", "data", steps["distill"].data)
-        source("distill", "unlabeled", steps["distill"].unlabeled)
-    if "export" in steps:
-        from roots_edge.exporters import get_target
-        from roots_edge.core.errors import TargetError
-
-        targets = steps["export"].targets
-        if not isinstance(targets, list) or not targets:
-            raise RecipeError(f"{where}: [export] targets must be a list of target names, e.g. [\"onnx-int8\"]")
-        for t in targets:
-            try:
-                get_target(str(t))
-            except TargetError as exc:
-                raise RecipeError(f"{where}: [export] {exc}") from None
-    if "bench" in steps:
-        st = steps["bench"]
-        for name in ("runs", "prompt_tokens", "gen_tokens"):
-            positive("bench", name, getattr(st, name))
-        positive("bench", "threads", st.threads, optional=True)
-
-
-def _prune_config(step: PruneStep):
-    from roots_edge.train.prune import PruneConfig
-
-    return PruneConfig(heads=step.heads, kv_heads=step.kv_heads, ffn=step.ffn, layers=step.layers,
-                       hidden=step.hidden, multiple_of=step.multiple_of)
 
 
 def load_compress_recipe(name_or_path: str | Path) -> CompressRecipe:
@@ -214,25 +192,10 @@ def load_compress_recipe(name_or_path: str | Path) -> CompressRecipe:
 # ---------------------------------------------------------------------------------------------- data
 
 def text_data(source: str, split: str = "all") -> list[str]:
-    """Documents of a corpus file or of the standard-library docstrings: all of them (`distill` splits them again
-    by content hash, so its validation documents are the corpus's own), or the training split only."""
-    from roots_edge.train.pretrain import load_corpus
-
-    if source == "stdlib-topics":
-        from roots_edge.data.corpora import stdlib_topics
-
-        return stdlib_topics()[0].texts
-    corpus = load_corpus([source])
+    """Documents of `source` (a data name or a file): all of them (`distill` splits them again by content hash,
+    so its validation documents are the corpus's own), or the training split only."""
+    corpus = text_corpus(source)
     return corpus.train if split == "train" else corpus.documents
-
-
-def labeled_data(source: str):
-    """(train, test) Labeled: the topic set's own split, or a labeled file (no test split)."""
-    from roots_edge.data.corpora import read_labeled, stdlib_topics
-
-    if source == "stdlib-topics":
-        return stdlib_topics()
-    return read_labeled(source), None
 
 
 @dataclass
@@ -337,7 +300,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
     # classifiers are scored on a held-out split: the topic set's test rows (a labeled file has none)
     labeled = steps["finetune"].data if "finetune" in steps else \
         steps["distill"].data if "distill" in steps and teacher.spec.task == "classification" else None
-    test = labeled_data(labeled)[1] if labeled else None
+    test = labeled_set(labeled)[1] if labeled else None
 
     def record(name, stage: Stage, seconds, extra=None):
         entry = {"stage": name, "folder": str(stage.path), "parameters": stage.parameters,
@@ -347,14 +310,13 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
             + ", ".join(f"{k} {v}" for k, v in entry.items() if k.endswith(("perplexity", "accuracy"))))
 
     if "finetune" in steps:
-        from roots_edge.train.classifier import FinetuneConfig, finetune_classifier
+        from roots_edge.train.classifier import finetune_classifier
 
         st = steps["finetune"]
-        train, _ = labeled_data(st.data)
+        train, _ = labeled_set(st.data)
         t0 = time.perf_counter()
         clf, metrics = finetune_classifier(teacher.model, teacher.tokenizer, teacher.spec, train,
-                                           FinetuneConfig(epochs=st.epochs, lr=st.lr, batch_size=st.batch_size,
-                                                          max_length=st.max_length), progress=progress)
+                                           st.config, progress=progress)
         teacher.model = clf
         teacher.record = {**teacher.record, "kind": "finetuned-classifier",
                           "history": [*teacher.record.get("history", []),
@@ -371,7 +333,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
 
         st = steps["prune"]
         t0 = time.perf_counter()
-        small, provenance = prune_model(teacher.model, teacher.tokenizer, teacher.spec, _prune_config(st),
+        small, provenance = prune_model(teacher.model, teacher.tokenizer, teacher.spec, st.config,
                                         text_data(st.calibration, "train"), progress=progress)
         student = Stage(teacher.path, teacher.spec, small, teacher.tokenizer,
                         pruned_record(teacher.record, teacher.path, provenance)).save(out / "pruned")
@@ -386,7 +348,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
         t0 = time.perf_counter()
         texts, labels, extra = text_data(st.data), None, []
         if student.spec.task == "classification":
-            train, _ = labeled_data(st.data)
+            train, _ = labeled_set(st.data)
             texts, labels = train.texts, train.labels
             extra = text_data(st.unlabeled) if st.unlabeled else []
         ckpt = out / CHECKPOINT

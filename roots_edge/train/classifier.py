@@ -10,6 +10,7 @@ import torch
 
 from roots_edge.data.corpora import Labeled
 from roots_edge.core.metrics import ClassifierReport, classification_report
+from roots_edge.core.config import POSITIVE, UNIT, option
 from roots_edge.core.errors import UnsupportedModelError
 from roots_edge.core.spec import FAMILY_LIST, ModelSpec
 from roots_edge.runtimes.base import ENCODER_MAX_TOKENS
@@ -20,11 +21,11 @@ HEADS = {f.name: a for f in FAMILY_LIST for a, task in f.architectures.items() i
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = 30
-    lr: float | None = None          # None: 1e-4 for pretrained encoders, 1e-3 for small decoders
-    batch_size: int = 8
-    max_length: int = 128
-    val_fraction: float = 0.2        # used only when there are at least 20 examples
+    epochs: int = option(30, within=POSITIVE)
+    lr: float | None = option(None, within=POSITIVE)   # None: 1e-4 for pretrained encoders, 1e-3 for small decoders
+    batch_size: int = option(8, within=POSITIVE)
+    max_length: int = option(128, within=POSITIVE)
+    val_fraction: float = option(0.2, within=UNIT)    # used only when there are at least 20 examples
     patience: int = 5                # epochs without a better validation loss before stopping
     weight_decay: float = 0.01
     seed: int = 0

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from roots_edge.data.corpora import Labeled
+from roots_edge.core.config import POSITIVE, PROBABILITY, check, option
 from roots_edge.core.errors import DataError, RecipeError, UnsupportedModelError
 from roots_edge.train.fit import Checkpoint, FitConfig, FitResult, distributed, fit
 
@@ -32,45 +33,22 @@ EMBED_LOSSES = ("cosine", "mse")
 
 @dataclass
 class DistillConfig:
-    steps: int = 1000
-    lr: float | None = None           # None: 1e-3 for decoders, 1e-4 for encoders
-    batch_size: int | None = None     # None: 4 windows (decoders), 16 texts (encoders)
-    seq_len: int = 256                # decoders: tokens per window
-    max_length: int = 128             # encoders: tokens per text
-    temperature: float = 1.0
-    alpha: float = 0.5                # weight of the teacher term; 1 - alpha goes to the labels / next tokens
-    top_k: int = 0                    # decoders: cache the teacher's k largest logits once (0: run it every step)
-    embed_loss: str = "cosine"        # embedders: "cosine" or "mse"
-    warmup: float = 0.1
+    steps: int = option(1000, within=POSITIVE)
+    lr: float | None = option(None, within=POSITIVE)          # None: 1e-3 for decoders, 1e-4 for encoders
+    batch_size: int | None = option(None, within=POSITIVE)    # None: 4 windows (decoders), 16 texts (encoders)
+    seq_len: int = option(256, within=POSITIVE)               # decoders: tokens per window
+    max_length: int = option(128, within=POSITIVE)            # encoders: tokens per text
+    temperature: float = option(1.0, within=POSITIVE)
+    alpha: float = option(0.5, within=PROBABILITY)  # weight of the teacher term; 1 - alpha: labels / next tokens
+    top_k: int = option(0, what="0 (the teacher runs every step) or a count")   # decoders: cache the teacher's
+                                                    # k largest logits once
+    embed_loss: str = option("cosine", choices=EMBED_LOSSES)  # embedders: "cosine" or "mse"
+    warmup: float = option(0.1, within=PROBABILITY)
     weight_decay: float = 0.1
-    eval_every: int = 100
-    patience: int = 3
-    checkpoint_every: int = 100
+    eval_every: int = option(100, within=POSITIVE)
+    patience: int = option(3, within=POSITIVE)
+    checkpoint_every: int = option(100, within=POSITIVE)
     seed: int = 0
-
-    def check(self) -> None:
-        def positive(name, integer=True):
-            v = getattr(self, name)
-            ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-            if isinstance(v, bool) or not ok or not v > 0 or (not integer and math.isnan(v)):
-                raise RecipeError(f"distill: {name} must be a positive {'integer' if integer else 'number'}; "
-                                  f"got {v!r}")
-
-        for name in ("steps", "seq_len", "max_length", "eval_every", "patience", "checkpoint_every"):
-            positive(name)
-        positive("temperature", integer=False)
-        if self.lr is not None:
-            positive("lr", integer=False)
-        if self.batch_size is not None:
-            positive("batch_size")
-        for name, lo, hi in (("alpha", 0.0, 1.0), ("warmup", 0.0, 1.0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise RecipeError(f"distill: {name} must lie in [{lo}, {hi}]; got {v!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise RecipeError(f"distill: top_k must be 0 (the teacher runs every step) or a count; got {self.top_k!r}")
-        if self.embed_loss not in EMBED_LOSSES:
-            raise RecipeError(f"distill: embed_loss must be one of {EMBED_LOSSES}; got {self.embed_loss!r}")
 
     def fit_config(self, lr: float, desc: str = "distill", monitor: str = "val_loss") -> FitConfig:
         return FitConfig(steps=self.steps, lr=lr, warmup=self.warmup, decay="cosine", floor=0.1,
@@ -194,7 +172,7 @@ def distill_decoder(teacher, student, streams, cfg: DistillConfig, *, checkpoint
     """Train `student` in place toward `teacher` on random windows of `streams.train` (a `TokenStream`)."""
     from roots_edge.train.lm import Windows, stream_nll
 
-    cfg.check()
+    check(cfg, "distill")
     batch = cfg.batch_size or 4
     if len(streams.train) <= cfg.seq_len + 1 or (cfg.top_k and len(streams.train) < 2 * cfg.seq_len + 1):
         raise DataError(f"the distillation text has {len(streams.train):,} tokens; it needs more than "
@@ -277,7 +255,7 @@ def distill_encoder(teacher, student, tokenizer, spec, train: Labeled, val: Labe
     unlabeled rows (the teacher's soft labels alone teach those); embedders ignore labels."""
     from roots_edge.train.classifier import Epochs, predict_proba
 
-    cfg.check()
+    check(cfg, "distill")
     if spec.task == "classification":
         labeled = sum(lab is not None for lab in train.labels)
         if labeled < MIN_LABELED:
@@ -346,7 +324,7 @@ def distill_models(teacher, t_tok, t_spec, student, s_tok, s_spec, texts, labels
     from roots_edge.train.lm import TokenStream, run_key, stream_nll
 
     cfg = DistillConfig(**options)
-    cfg.check()
+    check(cfg, "distill")
     check_pair(teacher, t_tok, t_spec, student, s_tok, s_spec)
     texts = [t for t in texts if isinstance(t, str)]
     key = run_key(asdict(cfg), fingerprint(teacher), fingerprint(student), _digest(texts),

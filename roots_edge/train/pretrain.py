@@ -12,15 +12,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from roots_edge.data.corpora import Corpus, read_corpus, stdlib_docstrings
+from roots_edge.data.corpora import Corpus, text_corpus
 from roots_edge.data.folder import RECORD, check_folder, default_model_dir, read_record, save_folder
 from roots_edge.train.recipe import Recipe, load_recipe
-
-
-def load_corpus(sources: list[str]) -> Corpus:
-    if sources == ["stdlib-docstrings"]:
-        return stdlib_docstrings()
-    return read_corpus(sources)
 
 
 def checkpoint_dir_for(out: Path) -> Path:
@@ -44,7 +38,7 @@ def build_from_recipe(recipe: Recipe, out: Path, *, corpus: Corpus | None = None
         log = lambda *_: None  # noqa: E731
     out = Path(out)
     t_start = time.perf_counter()
-    corpus = corpus or load_corpus(recipe.corpus)
+    corpus = corpus or text_corpus(recipe.corpus)
     log(f"corpus: {corpus.source}: {len(corpus.train)} train / {len(corpus.val)} validation documents, "
         f"{corpus.n_chars / 1e6:.2f} M characters (sha256 {corpus.sha256[:12]})")
     tok = train_bpe(corpus.train, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency)

@@ -22,13 +22,13 @@ Criteria, all from one pass over the calibration text (activations, no gradients
 """
 from __future__ import annotations
 
-import math
 import re
 import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from roots_edge.core.config import FRACTION, POSITIVE, check, option
 from roots_edge.core.errors import DataError, RecipeError, UnsupportedModelError
 
 MAX_CALIBRATION_TEXTS = 256   # encoders: texts (one forward each, up to 256 tokens)
@@ -44,31 +44,18 @@ CRITERIA = {
 class PruneConfig:
     """Fractions to keep (1.0: keep all) and, for layers, a count or the indices to keep."""
 
-    heads: float = 1.0            # query heads (decoders: the same number in every kept key/value group)
-    kv_heads: float = 1.0         # key/value groups of grouped-query attention (decoders)
-    ffn: float = 1.0              # FFN (intermediate) channels
-    layers: int | list[int] | None = None   # layers to keep: how many (the most important) or which
-    hidden: float = 1.0           # embedding / residual channels (decoders)
-    multiple_of: int = 1          # round FFN and hidden widths down to a multiple (256: llama.cpp K-quants)
+    heads: float = option(1.0, within=FRACTION)     # query heads (decoders: as many in every kept key/value group)
+    kv_heads: float = option(1.0, within=FRACTION)  # key/value groups of grouped-query attention (decoders)
+    ffn: float = option(1.0, within=FRACTION)       # FFN (intermediate) channels
+    layers: int | list[int] | None = option(None, within=POSITIVE, what="how many layers to keep (a model needs at least "
+                                            "one layer) or a list of distinct layer indices")   # how many (the most important) or which
+    hidden: float = option(1.0, within=FRACTION)    # embedding / residual channels (decoders)
+    multiple_of: int = option(1, within=POSITIVE)   # round FFN and hidden widths down to a multiple (256: K-quants)
 
-    def check(self) -> None:
-        for name in ("heads", "kv_heads", "ffn", "hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1 \
-                    or math.isnan(value):
-                raise RecipeError(f"--{name.replace('_', '-')} is the fraction to keep, in (0, 1]; got {value!r}")
-        if isinstance(self.multiple_of, bool) or not isinstance(self.multiple_of, int) or self.multiple_of < 1:
-            raise RecipeError(f"--multiple-of must be a positive integer; got {self.multiple_of!r}")
-        if self.layers is not None:
-            if isinstance(self.layers, bool):
-                raise RecipeError("--layers is a count or a list of layer indices")
-            if isinstance(self.layers, int) and self.layers < 1:
-                raise RecipeError(f"--layers {self.layers}: a model needs at least one layer")
-            if isinstance(self.layers, list):
-                if not self.layers:
-                    raise RecipeError("--layers: an empty list keeps no layer; a model needs at least one")
-                if len(set(self.layers)) != len(self.layers) or not all(isinstance(i, int) for i in self.layers):
-                    raise RecipeError(f"--layers {self.layers}: give distinct layer indices")
+    def relations(self, where: str) -> None:
+        if isinstance(self.layers, list) and (not self.layers or len(set(self.layers)) != len(self.layers)):
+            raise RecipeError(f"{where}: layers = {self.layers}: give distinct layer indices, at least one "
+                              "(a model needs at least one layer)")
 
     @property
     def is_identity(self) -> bool:
@@ -130,7 +117,7 @@ def _top(scores: np.ndarray, k: int) -> list[int]:
 
 def _widths(spec, cfg: PruneConfig) -> tuple[int, int, int, int, int]:
     """(layers, kv groups, query heads, ffn, hidden) to keep, or a clear error for a prune the model cannot take."""
-    cfg.check()
+    check(cfg, "prune")
     traits = spec.traits
     if not spec.is_decoder:
         if cfg.heads != 1.0 or cfg.kv_heads != 1.0:

@@ -12,33 +12,31 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from roots_edge.core.config import POSITIVE, PROBABILITY, UNIT, build, check, option
 from roots_edge.core.errors import RecipeError
 from roots_edge.data.tokenizer import SPECIAL_TOKENS
 
 
 @dataclass
 class TokenizerConfig:
-    vocab_size: int = 4096
-    min_frequency: int = 2
+    vocab_size: int = option(4096, within=POSITIVE)
+    min_frequency: int = option(2, within=POSITIVE)
 
 
 @dataclass
 class ArchConfig:
-    family: str = "llama"
-    hidden_size: int = 256
-    intermediate_size: int = 768
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    context_length: int = 256
+    family: str = option("llama", choices=("llama",), what='"llama" (recipes pretrain Llama-architecture decoders)')
+    hidden_size: int = option(256, within=POSITIVE)
+    intermediate_size: int = option(768, within=POSITIVE)
+    num_layers: int = option(2, within=POSITIVE)
+    num_heads: int = option(4, within=POSITIVE)
+    num_kv_heads: int = option(2, within=POSITIVE)
+    context_length: int = option(256, within=POSITIVE)
     tie_embeddings: bool = True
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
+    rope_theta: float = option(10000.0, within=POSITIVE)
+    norm_eps: float = option(1e-5, within=POSITIVE)
 
-    def check(self, where: str = "recipe") -> None:
-        check_settings(self, "model", POSITIVE | {"rope_theta", "norm_eps"}, where)
-        if self.family != "llama":
-            raise RecipeError(f"{where}: recipes pretrain Llama-architecture decoders only, not {self.family!r}")
+    def relations(self, where: str) -> None:
         if self.hidden_size % self.num_heads:
             raise RecipeError(f"{where}: hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
         if self.num_heads % self.num_kv_heads:
@@ -48,70 +46,19 @@ class ArchConfig:
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 1000
-    batch_size: int = 4
-    seq_len: int = 256
-    lr: float = 3e-3
-    warmup: float = 0.3
-    min_lr_ratio: float = 0.1
+    steps: int = option(1000, within=POSITIVE)
+    batch_size: int = option(4, within=POSITIVE)
+    seq_len: int = option(256, within=POSITIVE)
+    lr: float = option(3e-3, within=POSITIVE)
+    warmup: float = option(0.3, within=UNIT)
+    min_lr_ratio: float = option(0.1, within=PROBABILITY)
     weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eval_every: int = 100
+    beta1: float = option(0.9, within=UNIT)
+    beta2: float = option(0.95, within=UNIT)
+    eval_every: int = option(100, within=POSITIVE)
     patience: int = 3
-    checkpoint_every: int = 100
-    max_eval_tokens: int = 65536
-
-
-# Bounds of the numeric settings; every other int must be >= 0.
-POSITIVE = {"vocab_size", "min_frequency", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-            "num_kv_heads", "context_length", "steps", "batch_size", "seq_len", "lr", "eval_every",
-            "checkpoint_every", "max_eval_tokens", "epochs", "max_length"}
-UNIT = {"warmup": (0.0, 1.0, False), "min_lr_ratio": (0.0, 1.0, True), "beta1": (0.0, 1.0, False),
-        "beta2": (0.0, 1.0, False), "val_fraction": (0.0, 1.0, False)}  # name -> (low, high, high included)
-
-
-def check_settings(config, section: str, positive: set[str], where: str = "recipe") -> None:
-    """Each field of a config dataclass has its declared type and a sensible value: a clear RecipeError
-    naming the key, before any work (torch would fail minutes later, or silently train nothing)."""
-    import math
-
-    for f in dataclasses.fields(config):
-        value, kind = getattr(config, f.name), float if f.default is None else type(f.default)
-        key = f"[{section}] {f.name} = {value!r}"
-        if value is None and f.default is None:
-            continue                                   # "the default for this model"
-        if kind is bool:
-            ok = isinstance(value, bool)
-        elif kind is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        else:
-            ok = isinstance(value, kind)
-        if not ok:
-            wanted = {bool: "true or false", int: "an integer", float: "a finite number"}.get(kind, "text")
-            raise RecipeError(f"{where}: {key}: expected {wanted} (like {f.default!r})")
-        if kind in (int, float):
-            if f.name in positive and value <= 0:
-                raise RecipeError(f"{where}: {key}: must be > 0")
-            if f.name in UNIT:
-                low, high, closed = UNIT[f.name]
-                if not (low <= value <= high if closed else low <= value < high):
-                    raise RecipeError(f"{where}: {key}: must be in [{low}, {high}{']' if closed else ')'}")
-            if value < 0:
-                raise RecipeError(f"{where}: {key}: must be >= 0")
-
-
-def settings(kind, options: dict, where: str):
-    """`kind(**options)` for a config dataclass, checked (unknown names and bad values: a RecipeError)."""
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise RecipeError(f"{where}: unknown options {unknown}; known: {sorted(known)}")
-    config = kind(**options)
-    check_settings(config, where, POSITIVE, where)
-    return config
+    checkpoint_every: int = option(100, within=POSITIVE)
+    max_eval_tokens: int = option(65536, within=POSITIVE)
 
 
 @dataclass
@@ -128,16 +75,6 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "recipe") -> "Recipe":
-        def build(kind, section):
-            data = raw.get(section, {})
-            if not isinstance(data, dict):
-                raise RecipeError(f"{where}: [{section}] must be a table of settings, not {data!r}")
-            known = {f.name for f in dataclasses.fields(kind)}
-            unknown = sorted(set(data) - known)
-            if unknown:
-                raise RecipeError(f"{where}: unknown keys in [{section}]: {unknown}; known: {sorted(known)}")
-            return kind(**data)
-
         if not isinstance(raw.get("name"), str) or not raw["name"].strip():
             raise RecipeError(f"{where}: a recipe needs a name (name = \"...\")")
         corpus = raw.get("corpus", {})
@@ -147,16 +84,16 @@ class Recipe:
             raise RecipeError(f"{where}: [corpus] source = {source!r}: expected a file path, a list of them, or "
                               f"\"stdlib-docstrings\"")
         recipe = cls(name=raw["name"], description=str(raw.get("description", "")), corpus=list(sources),
-                     tokenizer=build(TokenizerConfig, "tokenizer"), model=build(ArchConfig, "model"),
-                     train=build(TrainConfig, "train"))
+                     tokenizer=build(TokenizerConfig, raw.get("tokenizer", {}), where, "tokenizer"),
+                     model=build(ArchConfig, raw.get("model", {}), where, "model"),
+                     train=build(TrainConfig, raw.get("train", {}), where, "train"))
         recipe.check(where)
         return recipe
 
     def check(self, where: str = "recipe") -> None:
         """Every setting of the right type and range (called again after command-line overrides)."""
-        check_settings(self.tokenizer, "tokenizer", POSITIVE, where)
-        check_settings(self.train, "train", POSITIVE, where)
-        self.model.check(where)
+        for section in ("tokenizer", "model", "train"):
+            check(getattr(self, section), where, section)
         smallest = 256 + len(SPECIAL_TOKENS)
         if self.tokenizer.vocab_size < smallest:
             raise RecipeError(f"{where}: [tokenizer] vocab_size = {self.tokenizer.vocab_size}: a byte-level BPE "
