@@ -11,7 +11,6 @@ position of the context sees real text. A calibration set needs at least `MIN_TO
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,50 +66,31 @@ def calibration_chunks(tokenizer, spec, texts: list[str], max_tokens: int = MAX_
 
 def input_statistics(source, texts: list[str], modules: dict[str, object], reduce,
                      max_tokens: int = MAX_TOKENS) -> tuple[dict, int, int]:
-    """Run `source.model` over the calibration chunks with a hook on each of `modules` ({key: nn.Linear}; one
+    """Run `source.model` over the calibration chunks with a tap on each of `modules` ({key: nn.Linear}; one
     key may name several modules that read the same tensor, which is then counted once per forward) and
     average `reduce(x)` over the (tokens, in) activations entering it. Returns ({key: mean}, texts, tokens)."""
     import torch
 
+    from roots_edge.data.activations import Activations
+
     chunks, used = calibration_chunks(source.tokenizer, source.spec, texts, max_tokens)
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    seen: set[str] = set()
-
-    def hook(key):
-        def collect(_module, inputs, _output):
-            if key in seen:
-                return
-            seen.add(key)
-            # reduced in float32 over one chunk (512 tokens; what llama.cpp's imatrix and GPTQ's reference code
-            # do), summed over chunks in float64: a float64 XᵀX of every layer was most of a GPTQ export
-            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).float()
-            sums[key] = sums.get(key, 0) + reduce(x).double()
-            counts[key] = counts.get(key, 0) + x.shape[0]
-        return collect
-
     # the LM head's input is the body's last hidden state: run the body alone and hand that over, rather
     # than multiply it by a vocabulary of up to 262k rows for logits nobody reads
     head = source.model.get_output_embeddings()
     groups = {key: group if isinstance(group, list) else [group] for key, group in modules.items()}
     head_keys = [key for key, group in groups.items() if head in group]
-    handles = [module.register_forward_hook(hook(key)) for key, group in groups.items()
-               for module in group if module is not head]
     body = source.model.get_decoder()
-    from tqdm.auto import tqdm
 
-    try:
-        with torch.inference_mode():
-            # on stderr, and only where someone watches: a 135M model takes about a minute here
-            for chunk in tqdm(chunks, desc="calibration", unit="chunk", leave=False, disable=not sys.stderr.isatty()):
-                seen.clear()
-                hidden = body(input_ids=torch.tensor([chunk]), use_cache=False).last_hidden_state
-                for key in head_keys:
-                    hook(key)(head, (hidden,), None)
-    finally:
-        for h in handles:
-            h.remove()
-    return {key: sums[key] / counts[key] for key in sums}, used, sum(len(c) for c in chunks)
+    def forward(chunk):
+        hidden = body(input_ids=torch.tensor([chunk]), use_cache=False).last_hidden_state
+        for key in head_keys:
+            acts.add(key, hidden)
+
+    with Activations(reduce) as acts:
+        for key, group in groups.items():
+            acts.inputs(key, *(m for m in group if m is not head))
+        acts.run(forward, chunks)      # a 135M model takes about a minute here
+    return {key: acts.mean(key) for key in acts.sums}, used, sum(len(c) for c in chunks)
 
 
 def importance_matrix(source, texts: list[str], tensor_name, max_tokens: int = MAX_TOKENS) -> Importance:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from roots_edge.core.errors import VerificationError
-from roots_edge.runtimes.base import kl_and_agreement, log_softmax
+from roots_edge.core.metrics import LogitDrift, log_softmax
 
 from roots_edge.exporters.base import Bound, Source, Target
 
@@ -51,21 +51,11 @@ class Parity:
 
 
 def decoder_parity(source: Source, runtime, texts: list[str]) -> Parity:
-    diffs, kls, agree, n = [], [], 0, 0
-    nll = {"ref": [], "art": []}
+    drift = LogitDrift()
     for ids, ref in _decoder_reference(source, texts):                                     # (1, T), (T, V)
-        art = np.asarray(runtime.logits(ids), dtype=np.float32).reshape(ref.shape)           # (T, V)
-        diffs.append(float(np.abs(ref - art).max()))
-        kl, same = kl_and_agreement(ref, art)
-        kls.append(kl)
-        agree += int(same.sum())
-        n += ref.shape[0]
-        nxt = ids[0, 1:]                                                                     # (T-1,)
-        for key, logits in (("ref", ref), ("art", art)):
-            nll[key].append(-log_softmax(logits[:-1].astype(np.float64))[np.arange(nxt.size), nxt])
-    ppl = {k: float(np.exp(np.concatenate(v).mean())) if v else None for k, v in nll.items()}
-    return Parity("decoder", n, max_logit_diff=max(diffs), kl=float(np.concatenate(kls).mean()), top1=agree / n,
-                  perplexity=ppl["art"], perplexity_ref=ppl["ref"])
+        drift.add(ids[0], runtime.logits(ids), ref)
+    return Parity("decoder", drift.positions, max_logit_diff=drift.max_diff, kl=drift.kl, top1=drift.top1,
+                  perplexity=drift.perplexity, perplexity_ref=drift.perplexity_ref)
 
 
 def _decoder_reference(source: Source, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -61,20 +61,6 @@ def encode_batch(tokenizer, texts: Sequence[str], pad_id: int, max_length: int =
     return input_ids, mask
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    """Log-probabilities over the last axis, in float64 (KL divergences of near-equal logits need it)."""
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
-def kl_and_agreement(ref: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per position of (T, V) logits: KL(softmax(ref) || softmax(logits)) and whether their argmaxes agree,
-    the two measures of drift that export verification and benchmarks report."""
-    lp, lq = log_softmax(ref), log_softmax(logits)
-    return (np.exp(lp) * (lp - lq)).sum(-1), lp.argmax(-1) == lq.argmax(-1)
-
-
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean of the last hidden states over real tokens, L2-normalised: (B, T, C) -> (B, C)."""
     m = mask[..., None].astype(hidden.dtype)

@@ -23,7 +23,6 @@ Criteria, all from one pass over the calibration text (activations, no gradients
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -196,52 +195,39 @@ def measure(model, tokenizer, spec, texts: list[str], progress: bool = True) -> 
     """Per layer: mean squared input of the attention and FFN output projections (per channel), of the
     projections that read the normalised residual stream, and the block importance. {name: np.ndarray}."""
     import torch
-    from tqdm.auto import tqdm
+
+    from roots_edge.data.activations import Activations
 
     layers, roles, body = _parts(model, spec)
     inputs = _calibration_inputs(tokenizer, spec, texts)
     n = len(layers)
-    sq = {key: [0.0] * n for key in ("o", "down", "q", "gate")}
     cos_sum, tokens = np.zeros(n), 0
-    final = [0.0]
-    handles = []
 
-    def input_hook(key, i):
-        def hook(_m, args, _out):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-            sq[key][i] = sq[key][i] + (x * x).sum(0)
-        return hook
-
-    def layer_hook(i):
+    def block(i):
         def hook(_m, args, kwargs, out):
             h_in = args[0] if args else kwargs["hidden_states"]
             h_out = out[0] if isinstance(out, tuple) else out
-            cos = torch.nn.functional.cosine_similarity(h_in.double(), h_out.double(), dim=-1)
-            cos_sum[i] += float(cos.sum())
+            cos_sum[i] += float(torch.nn.functional.cosine_similarity(h_in.double(), h_out.double(), dim=-1).sum())
         return hook
 
-    for i, (layer, role) in enumerate(zip(layers, roles)):
-        for key in sq:
-            handles.append(role[key].register_forward_hook(input_hook(key, i)))
-        handles.append(layer.register_forward_hook(layer_hook(i), with_kwargs=True))
-    if spec.is_decoder:
-        def final_hook(_m, _args, out):
-            x = out.detach().reshape(-1, out.shape[-1]).double()
-            final[0] = final[0] + (x * x).sum(0)
-        handles.append(body.norm.register_forward_hook(final_hook))
-    try:
-        with torch.inference_mode():
-            for item in tqdm(inputs, desc="measuring", unit="text", leave=False,
-                             disable=not progress or not sys.stderr.isatty()):
-                body(**item, use_cache=False) if spec.is_decoder else body(**item)
-                tokens += int(item["input_ids"].numel())
-    finally:
-        for h in handles:
-            h.remove()
-    out = {key: [np.asarray(v, dtype=np.float64) / tokens for v in values] for key, values in sq.items()}
+    def forward(item):
+        nonlocal tokens
+        body(**item, use_cache=False) if spec.is_decoder else body(**item)
+        tokens += int(item["input_ids"].numel())
+
+    roles_measured = ("o", "down", "q", "gate")
+    with Activations(lambda x: (x.double() * x.double()).sum(0)) as acts:
+        for i, (layer, role) in enumerate(zip(layers, roles)):
+            for key in roles_measured:
+                acts.inputs((key, i), role[key])
+            acts.hook(layer, block(i))
+        if spec.is_decoder:
+            acts.outputs("final_norm", body.norm)
+        acts.run(forward, inputs, desc="measuring", progress=progress)
+    out = {key: [acts.mean((key, i)).numpy() for i in range(n)] for key in roles_measured}
     out["block_importance"] = 1.0 - cos_sum / tokens
     if spec.is_decoder:
-        out["final_norm"] = np.asarray(final[0], dtype=np.float64) / tokens
+        out["final_norm"] = acts.mean("final_norm").numpy()
     out["tokens"] = tokens
     out["texts"] = len(inputs)
     return out

@@ -21,7 +21,7 @@ import numpy as np
 from roots_edge.core.errors import BenchError, RootsEdgeError
 from roots_edge.formats.manifest import Manifest
 
-from roots_edge.runtimes.base import kl_and_agreement, log_softmax
+from roots_edge.core.metrics import LogitDrift
 from roots_edge.runtimes.devices import DEVICES
 
 
@@ -190,18 +190,12 @@ def run_worker(path: Path, kind: str, cfg: BenchConfig, ids: list[list[int]] | N
 
 
 def decoder_quality(logits: list[np.ndarray], ref: list[np.ndarray] | None, ids: list[list[int]]) -> dict:
-    nll, kl, agree, n = 0.0, 0.0, 0, 0
+    drift = LogitDrift()
     for i, lg in enumerate(logits):
-        lq = log_softmax(lg[:-1])                           # (T-1, V) predicts ids[1:]
-        nll -= lq[np.arange(len(lq)), ids[i][1:]].sum()
-        n += len(lq)
-        if ref is not None:
-            kls, same = kl_and_agreement(ref[i][:-1], lg[:-1])
-            kl += kls.sum()
-            agree += int(same.sum())
-    out = {"perplexity": float(np.exp(nll / n)), "quality_tokens": n}
+        drift.add(ids[i], lg, None if ref is None else ref[i])
+    out = {"perplexity": drift.perplexity, "quality_tokens": drift.positions}
     if ref is not None:
-        out.update(kl=float(kl / n), top1=agree / n)
+        out.update(kl=drift.kl, top1=drift.top1)
     return out
 
 

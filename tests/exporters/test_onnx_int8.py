@@ -94,7 +94,7 @@ def _reference(loud) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def _scores(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, float]:
     """(mean KL(reference || artifact), top-1 agreement) over all positions."""
-    from roots_edge.runtimes.base import log_softmax
+    from roots_edge.core.metrics import log_softmax
 
     kls, agree, n = [], 0, 0
     for r, g in zip(ref, got):
