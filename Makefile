@@ -19,6 +19,13 @@ PEER       := .venv-optimum
 PEER_STAMP := $(PEER)/.installed
 OPTIMUM    ?= optimum-onnx[onnxruntime]==0.1.0
 
+# llama.cpp's own Hugging Face -> GGUF converter (convert_hf_to_gguf.py, its `conversion` package and its gguf-py), from
+# the sdist of the llama-cpp-python pinned above, so that it is the llama.cpp the runtime runs: the GGUF tests compare
+# our export with what it writes and import its files. VERSION says which sdist it came from; `make test` sets
+# ROOTS_EDGE_NEED_CONVERTER, so that there a missing converter fails those tests instead of skipping them.
+CONVERTER       := $(VENV)/llama-converter
+CONVERTER_STAMP := $(CONVERTER)/.from-$(subst ==,-,$(LLAMA_CPP))
+
 # The int8 tests also run ONNX Runtime's AVX2 kernels on an emulated AVX2-only CPU (qemu user mode), whatever
 # this machine's CPU: installed from Debian's packages where apt-get works, else those tests skip.
 QEMU_STAMP := $(VENV)/.qemu-checked
@@ -51,8 +58,22 @@ $(QEMU_STAMP): $(STAMP)
 	  echo "qemu-user-static could not be installed: the emulated-AVX2 int8 test will fail"
 	touch $(QEMU_STAMP)
 
-test: $(STAMP) $(PEER_STAMP) $(QEMU_STAMP)
-	ROOTS_EDGE_OPTIMUM_CLI=$(abspath $(PEER))/bin/optimum-cli ROOTS_EDGE_NEED_QEMU=1 $(BIN)/python -m pytest -q tests
+$(CONVERTER_STAMP): $(STAMP)
+	rm -rf $(CONVERTER) $(CONVERTER).sdist
+	mkdir -p $(CONVERTER) $(CONVERTER).sdist
+	$(BIN)/python -m pip download --quiet --no-binary :all: --no-deps --dest $(CONVERTER).sdist "$(LLAMA_CPP)"
+	tar -xzf $(CONVERTER).sdist/*.tar.gz -C $(CONVERTER) --strip-components=3 --wildcards \
+	  '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*' \
+	  '*/vendor/llama.cpp/LICENSE'
+	tar -xzOf $(CONVERTER).sdist/*.tar.gz --wildcards --no-wildcards-match-slash '*/PKG-INFO' | \
+	  sed -n 's/^Version: //p' | head -n 1 > $(CONVERTER)/VERSION
+	rm -rf $(CONVERTER).sdist
+	touch $@
+
+test: $(STAMP) $(PEER_STAMP) $(QEMU_STAMP) $(CONVERTER_STAMP)
+	ROOTS_EDGE_OPTIMUM_CLI=$(abspath $(PEER))/bin/optimum-cli ROOTS_EDGE_NEED_QEMU=1 \
+	  ROOTS_EDGE_LLAMA_CONVERTER=$(abspath $(CONVERTER))/convert_hf_to_gguf.py ROOTS_EDGE_NEED_CONVERTER=1 \
+	  $(BIN)/python -m pytest -q tests
 
 # Real community models (wheels on the package registry; downloads ~100 MB once): onnx-int8 before and after
 # the saturation fix, on SmolLM2-135M. transformers needs accelerate to read GGUF files.

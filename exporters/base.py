@@ -98,16 +98,30 @@ class ExportOptions:
 
 @dataclass
 class Source:
-    """The model being exported: its folder, normalised spec, and the PyTorch reference."""
+    """The model being exported (a saved `LoadedModel`: the PyTorch reference, its spec and folder), the hash of
+    its weights, and the texts it is calibrated and verified on."""
 
-    folder: Path
-    spec: object  # roots_edge.core.spec.ModelSpec
-    model: object  # transformers PreTrainedModel, eval mode, float32
-    tokenizer: object  # transformers fast tokenizer
+    loaded: object  # roots_edge.data.folder.LoadedModel, saved (its path is set)
     sha256: str
     heldout: list[str] = field(default_factory=list)  # verification / calibration texts
     # work shared by the targets of one export run: reference outputs per text, a converted graph, ...
     cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def folder(self) -> Path:
+        return self.loaded.path
+
+    @property
+    def spec(self):          # roots_edge.core.spec.ModelSpec
+        return self.loaded.spec
+
+    @property
+    def model(self):         # transformers PreTrainedModel, eval mode, float32
+        return self.loaded.model
+
+    @property
+    def tokenizer(self):     # transformers fast tokenizer
+        return self.loaded.tokenizer
 
     def cached(self, key, make):
         if key not in self.cache:

@@ -5,14 +5,16 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
-from roots_edge.core.errors import DataError, OutputExistsError
+from roots_edge.core.errors import DataError
 from roots_edge.formats.manifest import FILE as MANIFEST
 from roots_edge.formats.manifest import ARTIFACT, FileEntry, Manifest, SourceInfo, Verification
-from roots_edge.core.paths import atomic_dir, sha256_file
+from roots_edge.core.paths import atomic_dir, check_output, sha256_file
+from roots_edge.runtimes import facts as backend_facts
 from roots_edge.runtimes.machine import verification_cpu
 from roots_edge.core.spec import DECODER_FAMILIES
 
@@ -34,30 +36,22 @@ def heldout_texts(folder: Path, record: dict) -> list[str]:
 
 
 def load_source(model, *, calibration: Path | None = None) -> Source:
-    """A `Source` from a model folder or from a model already loaded in memory: anything with `path`, `spec`, `model` and `tokenizer` (a `LanguageModel`, which lives a layer
-    above the exporters and is therefore not imported here)."""
-    from roots_edge.data.folder import check_folder, folder_hash, load_torch, read_record, resolve
+    """A `Source` from a model folder or from a model already loaded (a `LoadedModel`; a `LanguageModel` is one)."""
+    from roots_edge.data.folder import LoadedModel, folder_hash
 
-    if all(hasattr(model, a) for a in ("path", "spec", "model", "tokenizer")):
-        folder, spec, torch_model, tokenizer = model.path, model.spec, model.model, model.tokenizer
-        if folder is None:
-            raise DataError("export needs a model saved on disk: call save_pretrained(dir) first")
-    else:
-        if model is None:       # training the default model is the train layer's work, above the exporters
-            raise DataError("load_source needs a model folder or a loaded model; for the embedded default model "
-                            "pass LanguageModel.from_pretrained() (roots_edge.LanguageModel)")
-        folder = resolve(model)
-        spec = check_folder(folder)
-        torch_model, tokenizer = load_torch(folder, spec)
-    folder = Path(folder)
+    if model is None:       # training the default model is the train layer's work, above the exporters
+        raise DataError("load_source needs a model folder or a loaded model; for the embedded default model "
+                        "pass LanguageModel.from_pretrained() (roots_edge.LanguageModel)")
+    loaded = model if isinstance(model, LoadedModel) else LoadedModel.load(model)
+    if loaded.path is None:
+        raise DataError("export needs a model saved on disk: call save_pretrained(dir) first")
     if calibration is not None:
         from roots_edge.data.corpora import text_corpus
 
         heldout = text_corpus(calibration).documents
     else:
-        heldout = heldout_texts(folder, read_record(folder))
-    return Source(folder=folder, spec=spec, model=torch_model, tokenizer=tokenizer,
-                  sha256=folder_hash(folder), heldout=heldout)
+        heldout = heldout_texts(loaded.path, loaded.record)
+    return Source(loaded, sha256=folder_hash(loaded.path), heldout=heldout)
 
 
 def _split_texts(source: Source, options: ExportOptions) -> tuple[list[str], list[str]]:
@@ -112,18 +106,67 @@ def configure(target: str | Target, family: str = "llama", *, spec=None, **setti
     return target, options
 
 
-def export(source: Source, target: str | Target, out: Path, options: ExportOptions | None = None, *,
-           force: bool = False, log=print) -> dict:
-    """Write, verify and describe one artifact. Nothing is left at `out` unless all of it succeeded. `force`
-    replaces an artifact folder already at `out`, never a folder holding anything an export does not write."""
+@dataclass(frozen=True)
+class ExportJob:
+    """One artifact to write, checked: the target with its quantization resolved for this model (the family
+    supported, the settings possible), its options, and an output that may be written (absent, or with `force`
+    an artifact folder holding nothing else)."""
+
+    target: Target
+    options: ExportOptions
+    out: Path
+    force: bool = False
+
+
+def export_job(target: str | Target, spec, out: Path, options: ExportOptions | None = None, *,
+        force: bool = False) -> ExportJob:
+    """The one place a target meets a model: looked up, its family checked, its settings resolved, and its
+    output checked, all before torch loads the model."""
     options = options or ExportOptions()
     target = get_target(target) if isinstance(target, str) else target
-    check_family(target, source.spec)
-    out = Path(out)
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; choose another output or pass --force")
+    check_family(target, spec)
+    target = replace(target, quant=exporter_for(target).resolve(target.quant, spec, options))
+    return ExportJob(target, options, check_output(Path(out), force, ARTIFACT), force)
+
+
+def plan_exports(targets: list[str | Target], spec, out: Path | Callable[[str, Target], Path], *, force: bool = False,
+         **settings) -> list[ExportJob]:
+    """The jobs of one export run from the model's `spec` and flat keyword settings (`configure`'s), each target
+    once however often or under whichever name it was given. `out` is a folder (one target: the artifact
+    itself; several: one subfolder per target, named as typed) or `out(typed_name, target)`."""
+    typed: dict[Target, str] = {}
+    for t in targets:
+        typed.setdefault(get_target(t) if isinstance(t, str) else t, t if isinstance(t, str) else t.name)
+    jobs = []
+    for target, name in typed.items():
+        dest = out(name, target) if callable(out) else Path(out) if len(typed) == 1 else Path(out) / name
+        configured, options = configure(target, spec.family, **settings)
+        jobs.append(export_job(configured, spec, dest, options, force=force))
+    return jobs
+
+
+def run_exports(source: Source, jobs: list[ExportJob], *, reuse: bool = False, log=None) -> list[dict]:
+    """Write, verify and describe each planned artifact (or, with `reuse`, keep one an earlier run of the same
+    exporter wrote from the same weights). `log(line)` hears what happens to each."""
+    log = log or (lambda _line: None)
+    manifests = []
+    for j in jobs:
+        cached = reusable(j.out, j.target, source.sha256) if reuse else None
+        log(f"{'reusing' if cached else 'exporting'} {j.target.name} {'at' if cached else '->'} {j.out}")
+        manifests.append(cached or _write(source, j))
+    return manifests
+
+
+def export(source: Source, target: str | Target, out: Path, options: ExportOptions | None = None, *,
+           force: bool = False, log=None) -> dict:
+    """Write, verify and describe one artifact. Nothing is left at `out` unless all of it succeeded. `force`
+    replaces an artifact folder already at `out`, never a folder holding anything an export does not write."""
+    return run_exports(source, [export_job(target, source.spec, out, options, force=force)], log=log)[0]
+
+
+def _write(source: Source, j: ExportJob) -> dict:
+    target, options, out, force = j.target, j.options, j.out, j.force
     exporter = exporter_for(target)
-    target = replace(target, quant=exporter.resolve(target.quant, source.spec, options))
     calibration, verification = _split_texts(source, options)
     opts = ExportOptions(**{**options.__dict__, "calibration": calibration})
     t0 = time.perf_counter()
@@ -139,7 +182,7 @@ def export(source: Source, target: str | Target, out: Path, options: ExportOptio
         else:
             result = {"passed": None, "skipped": "--no-verify"}
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
-        weight_bytes = extras.pop("weight_bytes", None) or sum(p.stat().st_size for p in files)
+        weight_bytes = backend_facts(target.format).weight_bytes(tmp)     # the files its backend reads as weights
         parameters = parameter_count(source.model)
         manifest = Manifest(
             target=target.name, format=target.format, precision=target.precision, quant=target.quant.to_dict(),

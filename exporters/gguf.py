@@ -152,7 +152,7 @@ class GgufExporter(Exporter, format="gguf"):
         if importance is not None:
             extra["importance"] = {**importance.describe(), "tensors_weighted": weighted,
                                    "applied_by": "llama_model_quantize"}
-        return {"gguf_file": path.name, **report, **extra, "weight_bytes": path.stat().st_size}
+        return {"gguf_file": path.name, **report, **extra}
 
     @staticmethod
     def importance(source: Source, texts: list[str], max_tokens: int = MAX_TOKENS):

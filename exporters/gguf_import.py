@@ -53,7 +53,7 @@ def read_config(reader, path: Path) -> tuple[object, dict]:
         "num_key_value_heads": int(k("attention.head_count_kv", heads)),
         "head_dim": int(k("attention.key_length", hidden // heads)),
         "max_position_embeddings": int(k("context_length", 2048)),
-        "rms_norm_eps": float(k("attention.layer_norm_rms_eps", 1e-6)),
+        "rms_norm_eps": float(k("attention.layer_norm_rms_epsilon", 1e-6)),
         "tie_word_embeddings": "output.weight" not in names,
         "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id"),
         "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),

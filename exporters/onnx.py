@@ -50,7 +50,7 @@ class OnnxExporter(Exporter, format="onnx"):
         model, info = self._precision(model, source, target, options)
         if target.quantized:
             info.update(check_u8s8_peak(model, target, options))
-        files = save_model(model, out)
+        save_model(model, out)
         copy_support_files(source, out)
         extras = {}
         if decoder:
@@ -63,7 +63,6 @@ class OnnxExporter(Exporter, format="onnx"):
             "inputs": graph_io(model.graph.input),
             "outputs": graph_io(model.graph.output),
             "quantization" if target.quantized else "conversion": info,
-            "weight_bytes": sum((out / f).stat().st_size for f in files),
             **extras,
         }
 

@@ -55,7 +55,6 @@ class OpenVinoExporter(Exporter, format="openvino"):
             "compression": compression,
             "weight_elements": weight_element_counts(saved),
             "openvino_tokenizers": tokenizer_files,
-            "weight_bytes": (out / "openvino_model.bin").stat().st_size,
         }
 
     @staticmethod

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from roots_edge.core.errors import DataError, TaskError, UnsupportedModelError
 from roots_edge.core.spec import ModelSpec
+from roots_edge.data.folder import LoadedModel
 
 # a model's task -> what it is and the verb it offers, for refusing the verbs it does not
 TASK_WORDS = {"causal-lm": ("a text generator (causal LM)", "generate()"),
@@ -28,24 +29,15 @@ def _check_text(text) -> str:
     return check_text(text)
 
 
-class LanguageModel:
-    def __init__(self, model, tokenizer, spec: ModelSpec, path: Path | None = None, record: dict | None = None):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.spec = spec
-        self.path = path
-        self.record = dict(record or {})
+class LanguageModel(LoadedModel):
+    """The facade over one loaded model (`roots_edge.data.folder.LoadedModel`: model, tokenizer, spec, path,
+    record): training, compression, export and generation as methods."""
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, allow_download: bool = False) -> "LanguageModel":
         """A local Hugging Face folder of a supported family; None builds or reuses the default model."""
-        from roots_edge.data.folder import check_folder, load_torch, read_record
-
-        folder = cls.locate(path, allow_download=allow_download)
-        spec = check_folder(folder)
-        model, tokenizer = load_torch(folder, spec)
-        return cls(model, tokenizer, spec, folder, read_record(folder))
+        return cls.load(cls.locate(path, allow_download=allow_download))
 
     @staticmethod
     def locate(path: str | Path | None = None, *, allow_download: bool = False) -> Path:
@@ -230,10 +222,10 @@ class LanguageModel:
         `options` are quantization settings (`QuantConfig` fields: group_size, method, ratio, activations,
         classes={"output": "int8"}) and `ExportOptions` fields (calibration, opset, verify_texts, ...).
         """
-        from roots_edge.exporters import configure, export, load_source
+        from roots_edge.exporters import load_source, plan_exports, run_exports
 
-        resolved, opts = configure(target, self.spec.family, **options)
-        return export(load_source(self), resolved, Path(out), opts, force=force)
+        jobs = plan_exports([target], self.spec, Path(out), force=force, **options)
+        return run_exports(load_source(self), jobs)[0]
 
     def info(self) -> dict:
         n = sum(p.numel() for p in self.model.parameters())

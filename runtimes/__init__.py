@@ -6,11 +6,29 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from roots_edge.formats.gguf import GGUF_MAGIC
+from roots_edge.runtimes.base import Backend, FormatFacts, RuntimeLoadError
 
-from roots_edge.runtimes.base import Backend, RuntimeLoadError
+# format -> backend module, in the order detection asks them (a folder may hold a .gguf and a config.json)
+BACKEND_MODULES = {"gguf": "llamacpp", "openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}
 
-BACKEND_MODULES = {"gguf": "llamacpp", "onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
+
+def backend_class(fmt: str) -> type[Backend]:
+    if fmt not in Backend.registry:
+        importlib.import_module(f"roots_edge.runtimes.{BACKEND_MODULES[fmt]}")
+    return Backend.registry[fmt]
+
+
+def backends() -> dict[str, type[Backend]]:
+    """Every backend class, in detection order (one registered from elsewhere comes before the Hugging Face
+    folder, the weakest claim). Their modules import no runtime library until one loads."""
+    for fmt in BACKEND_MODULES:
+        backend_class(fmt)
+    order = [*list(BACKEND_MODULES)[:-1], *(f for f in Backend.registry if f not in BACKEND_MODULES), "torch"]
+    return {fmt: Backend.registry[fmt] for fmt in order}
+
+
+def facts(fmt: str) -> FormatFacts:
+    return backend_class(fmt).facts
 
 
 def check_exists(path: str | Path) -> Path:
@@ -23,25 +41,14 @@ def check_exists(path: str | Path) -> Path:
 
 
 def detect_format(path: str | Path) -> str:
-    """`gguf`, `onnx`, `openvino` or `torch`, from the file itself (magic bytes, file names)."""
+    """`gguf`, `onnx`, `openvino` or `torch`, from the file itself (magic bytes, file names): the first backend
+    class that claims it."""
     p = check_exists(path)
+    for fmt, cls in backends().items():
+        if cls.claims(p):
+            return fmt
     if p.is_file():
-        with p.open("rb") as f:
-            if f.read(4) == GGUF_MAGIC:
-                return "gguf"
-        if p.suffix == ".onnx":
-            return "onnx"
-        if p.suffix == ".xml":
-            return "openvino"
         raise RuntimeLoadError(f"{p} is not a GGUF, ONNX or OpenVINO file (no GGUF magic, not .onnx / .xml)")
-    if any(p.glob("*.gguf")):
-        return "gguf"
-    if (p / "openvino_model.xml").is_file():
-        return "openvino"
-    if (p / "model.onnx").is_file() or any(p.glob("*.onnx")):
-        return "onnx"
-    if (p / "config.json").is_file() and any(p.glob("*.safetensors")):
-        return "torch"
     from roots_edge.formats.manifest import Manifest
 
     manifest = Manifest.read(p)
@@ -52,16 +59,6 @@ def detect_format(path: str | Path) -> str:
                                f"copy the artifact again or export it again")
     raise RuntimeLoadError(f"{p} holds no model roots-edge can run: expected a .gguf file, model.onnx, "
                            "openvino_model.xml or a Hugging Face folder (config.json + model.safetensors)")
-
-
-def backend_class(fmt: str) -> type[Backend]:
-    importlib.import_module(f"roots_edge.runtimes.{BACKEND_MODULES[fmt]}")
-    return Backend.registry[fmt]
-
-
-# format -> (the libraries its backend needs, the extra that installs them)
-EXTRAS = {"gguf": (("llama_cpp", "gguf"), "gguf"), "onnx": (("onnxruntime", "onnx"), "onnx"),
-          "openvino": (("openvino", "openvino_tokenizers"), "openvino"), "torch": (("torch", "transformers"), "train")}
 
 
 def load(path: str | Path, device: str = "auto", threads: int | None = None, *, context: int | None = None,
@@ -78,11 +75,11 @@ def load(path: str | Path, device: str = "auto", threads: int | None = None, *, 
     try:
         backend = backend_class(fmt)(Path(path), device=device, threads=threads, context=context, exact=exact)
     except ModuleNotFoundError as exc:
-        libraries, extra = EXTRAS[fmt]
-        if (exc.name or "").split(".")[0] not in libraries:
+        need = facts(fmt)
+        if (exc.name or "").split(".")[0] not in need.libraries:
             raise
         raise RuntimeLoadError(f"{path} is a {fmt} artifact; running it needs {exc.name}, which is not installed: "
-                               f"pip install 'roots-edge[{extra}]'") from None
+                               f"pip install 'roots-edge[{need.extra}]'") from None
     return EdgeModel(backend, Path(path))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -330,6 +331,29 @@ def read_json(path: Path) -> dict:
     return data
 
 
+@dataclass(frozen=True)
+class FormatFacts:
+    """What the rest of the package knows about one artifact format, declared once by its backend class: how a
+    file or folder of it is recognised, which files hold its weights, and what a machine needs to run it."""
+
+    module: str                      # roots_edge.runtimes.<module>
+    suffix: str | None               # a single file of this format (".onnx"); None: recognised by content
+    markers: tuple[str, ...]         # globs in an artifact folder that mean this format, strongest first
+    weights: tuple[str, ...]         # globs of the files a decoder reads per token (sizes, bundles, bits/weight)
+    libraries: tuple[str, ...]       # modules its backend imports (a missing one: "pip install roots-edge[extra]")
+    extra: str                       # the pyproject extra that installs them
+    run_extra: str | None = None     # the extra a device bundle installs to run it (no torch)
+    distribution: str | None = None  # the runtime library's distribution on the package index
+    version_key: str | None = None   # its key in roots_edge.core.versions.versions()
+
+    def weight_files(self, path: Path) -> list[Path]:
+        p = Path(path)
+        return [p] if p.is_file() else sorted({f for pattern in self.weights for f in p.glob(pattern)})
+
+    def weight_bytes(self, path: Path) -> int:
+        return sum(f.stat().st_size for f in self.weight_files(path))
+
+
 class Backend:
     """The contract every backend keeps: what `EdgeModel`, the decode loop and the benchmark call, and nothing
     else (tests/runtimes/test_contract.py runs every backend against it).
@@ -356,6 +380,7 @@ class Backend:
                                             "max_context", "task", "labels")
     registry: ClassVar[dict[str, type["Backend"]]] = {}
     format: ClassVar[str]
+    facts: ClassVar[FormatFacts]
     task: str
     labels: list[str]
     eos_ids: set[int]
@@ -366,6 +391,13 @@ class Backend:
         super().__init_subclass__(**kw)
         cls.format = format
         Backend.registry[format] = cls
+
+    @classmethod
+    def claims(cls, path: Path) -> bool:
+        """Whether `path` (a file or an artifact folder) is of this format, from its name or its content."""
+        if path.is_file():
+            return cls.facts.suffix is not None and path.suffix == cls.facts.suffix
+        return any(any(path.glob(marker)) for marker in cls.facts.markers)
 
     def reset(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no decoder")

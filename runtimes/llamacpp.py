@@ -20,11 +20,11 @@ from typing import Sequence
 import numpy as np
 
 from roots_edge.core.errors import BackendError, ContextOverflowError
-from roots_edge.formats.gguf import find_gguf, precision_name, read_header
+from roots_edge.formats.gguf import GGUF_MAGIC, find_gguf, precision_name, read_header
 from roots_edge.core.capture import captured_stderr
 from roots_edge.formats.manifest import Manifest
 
-from roots_edge.runtimes.base import (DEFAULT_CONTEXT, ENCODER_MAX_TOKENS, Backend, RuntimeLoadError, artifact_task,
+from roots_edge.runtimes.base import (DEFAULT_CONTEXT, ENCODER_MAX_TOKENS, Backend, FormatFacts, RuntimeLoadError, artifact_task,
                    check_files_against_manifest, check_memory, choose_context, kv_cache_info)
 
 DECODE_BATCH = 512  # tokens per llama_decode call (llama.cpp's and llama-cpp-python's default batch)
@@ -39,6 +39,17 @@ SLIDING_PATTERNS = {"gemma3": 6}
 
 
 class LlamaCppBackend(Backend, format="gguf"):
+    facts = FormatFacts(module="llamacpp", suffix=".gguf", markers=("*.gguf",), weights=("*.gguf",),
+                        libraries=("llama_cpp", "gguf"), extra="gguf", run_extra="run-gguf",
+                        distribution="llama-cpp-python", version_key="llama_cpp_python")
+
+    @classmethod
+    def claims(cls, path: Path) -> bool:
+        if path.is_file():                 # any name: llama.cpp's files are known by their magic
+            with path.open("rb") as f:
+                return f.read(4) == GGUF_MAGIC
+        return super().claims(path)
+
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, *,
                  context: int | None = None, exact: bool = False):
         """`context`: tokens the KV cache is sized for (default: `DEFAULT_CONTEXT`, at most the model's own);

@@ -25,7 +25,7 @@ from roots_edge.formats.onnx import (ATTENTION_MASK, DATA_FILE, GENAI_CONFIG, IN
                                      MODEL_FILE, PAST_KEY, PAST_VALUE, POSITION_IDS, TOKEN_TYPE_IDS, decoder_names)
 from roots_edge.formats.manifest import Manifest
 
-from roots_edge.runtimes.base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
+from roots_edge.runtimes.base import (Backend, FolderMeta, FormatFacts, RuntimeLoadError, check_files_against_manifest, choose_context,
                    encode_batch, kv_cache_info, mean_pool, planned_memory)
 from roots_edge.runtimes.contract import Contract, check_io
 from roots_edge.runtimes.machine import INT8_KERNELS, int8_kernel_class
@@ -159,6 +159,9 @@ def _shares_buffer(folder: Path) -> bool:
 
 
 class OnnxRuntimeBackend(Backend, format="onnx"):
+    facts = FormatFacts(module="onnxruntime", suffix=".onnx", markers=("*.onnx",),
+                        weights=("*.onnx", "*.onnx_data", "*.onnx.data"), libraries=("onnxruntime", "onnx"),
+                        extra="onnx", run_extra="run-onnx", distribution="onnxruntime", version_key="onnxruntime")
     """One `onnxruntime.InferenceSession` over an artifact folder written by the ONNX exporter."""
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, *,

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from roots_edge.runtimes.base import (Backend, FolderMeta, RuntimeLoadError, check_files_against_manifest, choose_context,
+from roots_edge.runtimes.base import (Backend, FolderMeta, FormatFacts, RuntimeLoadError, check_files_against_manifest, choose_context,
                    encode_batch, kv_cache_info, mean_pool, planned_memory)
 from roots_edge.runtimes.contract import Contract, check_io
 
@@ -81,6 +81,9 @@ def check_ir(folder: Path, xml_name: str = MODEL_XML) -> tuple[Path, Path]:
 
 
 class OpenVinoBackend(Backend, format="openvino"):
+    facts = FormatFacts(module="openvino", suffix=".xml", markers=("openvino_model.xml",),
+                        weights=("openvino_model.bin",), libraries=("openvino", "openvino_tokenizers"),
+                        extra="openvino", run_extra="run-openvino", distribution="openvino", version_key="openvino")
     """One compiled model and one infer request over an IR folder written by the OpenVINO exporter."""
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, *,

@@ -5,13 +5,20 @@ from pathlib import Path
 
 import numpy as np
 
-from roots_edge.runtimes.base import (Backend, RuntimeLoadError, choose_context, encode_batch, load_tokenizer, mean_pool, plain_tokenizer,
+from roots_edge.runtimes.base import (Backend, FormatFacts, RuntimeLoadError, choose_context, encode_batch, load_tokenizer, mean_pool, plain_tokenizer,
                    read_json)
 from roots_edge.runtimes.chat import folder_template
 from roots_edge.runtimes.devices import place
 
 
 class TorchBackend(Backend, format="torch"):
+    facts = FormatFacts(module="torch", suffix=None, markers=("config.json",), weights=("*.safetensors",),
+                        libraries=("torch", "transformers"), extra="train", version_key="torch")
+
+    @classmethod
+    def claims(cls, path: Path) -> bool:
+        """A Hugging Face folder: its config and safetensors weights."""
+        return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None, *, context: int | None = None,
                  exact: bool = False):
         """`context`: the tokens a decoder may hold; `exact` changes nothing (float32 throughout)."""

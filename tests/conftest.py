@@ -218,12 +218,9 @@ def export_all(source, targets, root: Path, **options) -> dict[str, tuple[Path, 
 def source_with_texts(folder: Path, texts: list[str]):
     """An export `Source` whose held-out texts are exactly `texts`, in this order."""
     from roots_edge.exporters import Source
-    from roots_edge.model import LanguageModel
-    from roots_edge.data.folder import folder_hash
+    from roots_edge.data.folder import LoadedModel, folder_hash
 
-    lm = LanguageModel.from_pretrained(folder)
-    return Source(folder=folder, spec=lm.spec, model=lm.model, tokenizer=lm.tokenizer,
-                  sha256=folder_hash(folder), heldout=texts)
+    return Source(LoadedModel.load(folder), sha256=folder_hash(folder), heldout=texts)
 
 
 def torch_greedy(source, ids, n: int) -> list[int]:

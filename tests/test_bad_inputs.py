@@ -232,7 +232,7 @@ def task_mismatch(artifact, verb):
 def output_path(kind):
     """`export -o` where the output cannot be written."""
     def build(world, tmp):
-        from roots_edge.cli.common import check_output
+        from roots_edge.core.paths import check_output
 
         blocker = tmp / "a-file"
         blocker.write_text("x")

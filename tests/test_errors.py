@@ -36,12 +36,11 @@ def test_a_missing_backend_library_names_the_extra(tmp_path, monkeypatch):
     from roots_edge.formats.gguf import GGUF_MAGIC
     from roots_edge.runtimes.base import RuntimeLoadError
 
-    class NeedsLlamaCpp:
-        def __init__(self, *a, **kw):
-            raise ModuleNotFoundError("No module named 'llama_cpp'", name="llama_cpp")
+    def needs_llama_cpp(self, *a, **kw):          # what opening a GGUF does where llama-cpp-python is missing
+        raise ModuleNotFoundError("No module named 'llama_cpp'", name="llama_cpp")
 
     model = tmp_path / "m.gguf"
     model.write_bytes(GGUF_MAGIC + bytes(64))
-    monkeypatch.setattr(runtimes, "backend_class", lambda fmt: NeedsLlamaCpp)
+    monkeypatch.setattr(runtimes.backend_class("gguf"), "__init__", needs_llama_cpp)
     with pytest.raises(RuntimeLoadError, match=r"pip install 'roots-edge\[gguf\]'"):
         runtimes.load(model)

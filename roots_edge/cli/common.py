@@ -2,33 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
+
+from roots_edge.core.paths import writable
 
 model_option = click.option("-m", "--model", "model", default=None, metavar="MODEL",
                             help="Model folder (default: the embedded default model).")
 download_option = click.option("--download", is_flag=True,
                                help="Allow fetching a Hugging Face Hub id (only when online).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def check_output(output: str | Path, force: bool, kind, option: str = "--output") -> Path:
-    """`output` as a Path once it is known to be writable, checked before any expensive work: it must not exist
-    (unless `force`, and then it must be a folder of `kind`, a `paths.OutputKind`, holding nothing else), and the
-    nearest folder that does exist on its way must be a folder this user can write."""
-    from roots_edge.core.errors import OutputExistsError, OutputPathError
-    from roots_edge.core.paths import holds_cwd
-
-    if str(output).strip() == "":
-        raise OutputPathError(f"{option} is empty; give a folder to write")
-    out = Path(output).expanduser()
-    if out.exists() and not force and not holds_cwd(out):
-        raise OutputExistsError(f"{out} already exists; choose another {option} or pass --force (which "
-                                f"replaces only {kind.name})")
-    kind.check(out, option)             # the current folder, a file, or a folder holding anything else: refused
-    return writable(out, option)
 
 
 def check_output_file(value: str, force: bool, option: str, example: str) -> Path:
@@ -45,21 +29,6 @@ def check_output_file(value: str, force: bool, option: str, example: str) -> Pat
     if path.exists() and not force:
         raise OutputExistsError(f"{option} {path} already exists; choose another file or pass --force to replace it")
     return writable(path, option)
-
-
-def writable(out: Path, option: str) -> Path:
-    """`out` when the nearest folder that exists on its way is a folder this user can write."""
-    from roots_edge.core.errors import OutputPathError
-
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputPathError(f"{option} {out}: {parent} is a file, not a folder; choose another {option}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{option} {out}: the folder {parent} is not writable by this user (or is on a "
-                              f"read-only file system); choose another {option}")
-    return out
 
 
 def echo_json(data) -> None:

@@ -7,7 +7,8 @@ import click
 
 from roots_edge.data.folder import MODEL_FOLDER
 
-from roots_edge.cli.common import check_output, echo_json
+from roots_edge.core.paths import check_output
+from roots_edge.cli.common import echo_json
 
 
 @click.command()

@@ -16,7 +16,7 @@ DEMO_TARGETS = ("gguf-q4", "onnx-int8", "openvino-int4")
 @click.option("--bench-runs", type=int, default=3, show_default=True, help="Benchmark runs per artifact (0: skip).")
 def demo(prompt, max_new_tokens, targets, bench_runs):
     """Build (or reuse) the default model, report its quality, generate a sample, export and verify it."""
-    from roots_edge.exporters import export, get_target, load_source, reusable, verification_table
+    from roots_edge.exporters import load_source, plan_exports, run_exports, verification_table
     from roots_edge.model import LanguageModel
     from roots_edge.core.paths import home
 
@@ -31,18 +31,9 @@ def demo(prompt, max_new_tokens, targets, bench_runs):
     click.echo(f"\nsample (greedy): {prompt}{lm.generate(prompt, max_new_tokens)}\n")
 
     source = load_source(lm)
-    manifests, dests = [], []
-    for name in targets:
-        target = get_target(name)
-        dest = home() / "artifacts" / "default" / target.name
-        dests.append(dest)
-        cached = reusable(dest, target, source.sha256)
-        if cached:
-            click.echo(f"reusing {target.name} at {dest}")
-            manifests.append(cached)
-            continue
-        click.echo(f"exporting {target.name} -> {dest}")
-        manifests.append(export(source, target, dest, force=True))
+    jobs = plan_exports(list(targets), lm.spec, lambda _name, target: home() / "artifacts" / "default" / target.name,
+                        force=True)
+    manifests = run_exports(source, jobs, reuse=True, log=click.echo)
     click.echo("\nverification against PyTorch (held-out validation text):")
     click.echo(verification_table(manifests))
     if bench_runs > 0:
@@ -50,6 +41,6 @@ def demo(prompt, max_new_tokens, targets, bench_runs):
         from roots_edge.runtimes.bench.report import to_markdown
 
         click.echo("\nbenchmark (this machine; PyTorch eager reference as the first row):")
-        result = bench(dests, BenchConfig(runs=bench_runs), reference=lm.path, texts=source.heldout)
+        result = bench([job.out for job in jobs], BenchConfig(runs=bench_runs), reference=lm.path, texts=source.heldout)
         click.echo(to_markdown(result))
     click.echo(f"\ndone in {time.perf_counter() - t0:.1f} s")

@@ -7,7 +7,8 @@ import click
 
 from roots_edge.deploy.bundle import BUNDLE, PLATFORMS
 
-from roots_edge.cli.common import check_output, echo_json
+from roots_edge.core.paths import check_output
+from roots_edge.cli.common import echo_json
 
 
 @click.command()

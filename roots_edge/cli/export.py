@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from roots_edge.cli.common import check_output, download_option, echo_json
+from roots_edge.core.paths import check_output
+from roots_edge.cli.common import download_option, echo_json
 
 
 class TargetType(click.ParamType):
@@ -66,43 +67,25 @@ def _targets_help() -> str:
 def export(model, targets, output, calibration, data_free, calibration_tokens, group_size, method, tensors, ratio, awq, scale_estimation, static_int8,
            no_verify, allow_drift, force, as_json, download):
     """Export MODEL (default: the embedded default) to one or more TARGETs, each verified against PyTorch."""
-    from roots_edge.core.errors import OutputExistsError
-    from roots_edge.exporters import configure, export as run_export, get_target, load_source, verification_table
-    from roots_edge.exporters.quant import parse_classes
-    from roots_edge.formats.manifest import ARTIFACT
-    from roots_edge.model import LanguageModel
     from roots_edge.data.folder import check_folder
+    from roots_edge.exporters import load_source, plan_exports, run_exports, verification_table
+    from roots_edge.exporters.quant import parse_classes
+    from roots_edge.model import LanguageModel
 
-    out = Path(output)
-    typed = {}                                   # target -> the first name it was typed as
-    for t in targets:
-        typed.setdefault(get_target(t), t)
-    resolved = list(typed)
-    dests = [out] if len(resolved) == 1 else [out / typed[t] for t in resolved]
-    taken = [str(d) for d in dests if d.exists()]
-    if taken and not force:
-        raise OutputExistsError(f"{', '.join(taken)} already exist(s); choose another --output or pass --force "
-                                f"(which replaces only {ARTIFACT.name})")
-    for dest in dests:
-        check_output(dest, force, ARTIFACT)
     classes = parse_classes(tensors)
     folder = LanguageModel.locate(model, allow_download=download)
-    # every target's settings are checked against the folder's config before torch loads it
-    jobs = [configure(t, spec=check_folder(folder), group_size=group_size, method=method, ratio=ratio, classes=classes or None,
-                      awq=awq, scale_estimation=scale_estimation, static_int8=static_int8, verify=not no_verify,
-                      allow_drift=allow_drift, data_free=data_free, calibration_tokens=calibration_tokens)
-            for t in resolved]
-    lm = LanguageModel.from_pretrained(folder)
-    source = load_source(lm, calibration=Path(calibration) if calibration else None)
-    manifests = []
-    for (target, options), dest in zip(jobs, dests):
-        click.echo(f"exporting {target.name} -> {dest}", err=True)
-        manifests.append(run_export(source, target, dest, options, force=force))
+    # every target's settings and output are checked against the folder's config before torch loads it
+    jobs = plan_exports(list(targets), check_folder(folder), Path(output), force=force, group_size=group_size,
+                        method=method, ratio=ratio, classes=classes or None, awq=awq, scale_estimation=scale_estimation,
+                        static_int8=static_int8, verify=not no_verify, allow_drift=allow_drift, data_free=data_free,
+                        calibration_tokens=calibration_tokens)
+    source = load_source(LanguageModel.from_pretrained(folder), calibration=Path(calibration) if calibration else None)
+    manifests = run_exports(source, jobs, log=lambda line: click.echo(line, err=True))
     if as_json:
         return echo_json(manifests)
     click.echo(verification_table(manifests))
-    for target, dest in zip(resolved, dests):
-        click.echo(f"{target.name:<16}-> {dest}")
+    for job in jobs:
+        click.echo(f"{job.target.name:<16}-> {job.out}")
 
 
 @click.command("import")

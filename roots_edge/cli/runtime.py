@@ -177,10 +177,11 @@ def predict(artifact, texts, text_file, device, threads, as_json):
 @json_option
 def devices(as_json):
     """What each backend offers on this machine (cpu, gpu, apple)."""
+    from roots_edge.runtimes import backends
     from roots_edge.runtimes.devices import present
 
     table = {}
-    for backend in ("onnxruntime", "openvino", "llamacpp", "torch"):
+    for backend in sorted(cls.facts.module for cls in backends().values()):
         try:
             table[backend] = present(backend)
         except ImportError as exc:

@@ -6,7 +6,8 @@ from click.core import ParameterSource
 
 from roots_edge.data.folder import MODEL_FOLDER
 
-from roots_edge.cli.common import check_output, download_option, echo_json
+from roots_edge.core.paths import check_output
+from roots_edge.cli.common import download_option, echo_json
 
 
 @click.command()

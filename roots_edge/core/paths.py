@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from roots_edge.core.errors import OutputExistsError
+from roots_edge.core.errors import OutputExistsError, OutputPathError
 
 
 # the temporary folders and files of writes in progress (atomic_dir / atomic_file), for a hard stop to remove
@@ -244,3 +244,30 @@ def remove_in_progress() -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def check_output(output: str | Path, force: bool, kind, option: str = "--output") -> Path:
+    """`output` as a Path once it is known to be writable, checked before any expensive work: it must not exist
+    (unless `force`, and then it must be a folder of `kind`, a `paths.OutputKind`, holding nothing else), and the
+    nearest folder that does exist on its way must be a folder this user can write."""
+    if str(output).strip() == "":
+        raise OutputPathError(f"{option} is empty; give a folder to write")
+    out = Path(output).expanduser()
+    if out.exists() and not force and not holds_cwd(out):
+        raise OutputExistsError(f"{out} already exists; choose another {option} or pass --force (which "
+                                f"replaces only {kind.name})")
+    kind.check(out, option)             # the current folder, a file, or a folder holding anything else: refused
+    return writable(out, option)
+
+
+def writable(out: Path, option: str) -> Path:
+    """`out` when the nearest folder that exists on its way is a folder this user can write."""
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{option} {out}: {parent} is a file, not a folder; choose another {option}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{option} {out}: the folder {parent} is not writable by this user (or is on a "
+                              f"read-only file system); choose another {option}")
+    return out

@@ -264,3 +264,35 @@ def save_folder(model, tokenizer, out: Path, record: dict | None = None, *, over
         rec.setdefault("versions", versions())
         (tmp / RECORD).write_text(json.dumps(rec, indent=2, default=str))
     return out
+
+
+class LoadedModel:
+    """A model in memory: the PyTorch model and tokenizer, its family spec, the folder it came from (None until
+    saved) and the record of how it was made. The one holder: `LanguageModel` is one, the exporters' `Source`
+    wraps one, and each stage of a compression recipe is one."""
+
+    def __init__(self, model, tokenizer, spec: ModelSpec, path: Path | None = None, record: dict | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.path = Path(path) if path is not None else None
+        self.record = dict(record or {})
+
+    @classmethod
+    def load(cls, folder: str | Path, *, allow_download: bool = False):
+        """A model folder (or, with `allow_download`, a Hub id), checked before torch loads it."""
+        folder = resolve(folder, allow_download=allow_download)
+        spec = check_folder(folder)
+        model, tokenizer = load_torch(folder, spec)
+        return cls(model, tokenizer, spec, Path(folder), read_record(folder))
+
+    def save(self, out: Path, *, overwrite: bool = False) -> Path:
+        """Write the model folder (atomically) and hold it from there on; the spec is read again from what was
+        written (pruning changes the shape)."""
+        self.path = save_folder(self.model, self.tokenizer, Path(out), self.record, overwrite=overwrite)
+        self.spec = ModelSpec.from_hf_config(self.model.config.to_dict())
+        return self.path
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())

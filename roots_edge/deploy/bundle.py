@@ -34,6 +34,7 @@ from pathlib import Path
 
 from roots_edge.core.errors import RootsEdgeError
 from roots_edge.formats.manifest import Manifest
+from roots_edge.runtimes import backends, facts
 from roots_edge.core.paths import OutputKind, atomic_dir, atomic_file, sha256_file, strays_of, write_text_atomic
 
 BUNDLE_SCHEMA = 1
@@ -94,9 +95,6 @@ PLATFORMS = {p.name: p for p in (
     Platform("windows-x86_64", "64-bit Windows 10/11", "windows", "x86_64", ("win_amd64",)),
 )}
 
-# The runtime library each artifact format needs on the device (the `run-*` extras of pyproject.toml).
-RUNTIME_EXTRA = {"onnx": "run-onnx", "openvino": "run-openvino", "gguf": "run-gguf"}
-RUNTIME_DIST = {"onnx": "onnxruntime", "openvino": "openvino", "gguf": "llama-cpp-python"}
 # Pinned to this machine's versions when installed here, so the device runs what the exports were verified with.
 PINNED = ("numpy", "tokenizers", "onnxruntime", "openvino", "jinja2", "click", "tqdm")
 
@@ -123,9 +121,8 @@ class BundledArtifact:
 
 
 def weight_bytes(folder: Path, fmt: str) -> int:
-    """Bytes of the weight files: what a decoder reads (about once) per generated token."""
-    patterns = {"gguf": ("*.gguf",), "onnx": ("*.onnx", "*.onnx_data", "*.onnx.data"), "openvino": ("*.bin",)}
-    return sum(p.stat().st_size for pattern in patterns[fmt] for p in folder.glob(pattern))
+    """Bytes of the weight files (the format's backend names them): what a decoder reads about once per token."""
+    return facts(fmt).weight_bytes(folder)
 
 
 def predicted_decode(weights: int, bandwidth_gbs: float) -> float:
@@ -182,10 +179,12 @@ def platform_warnings(manifest: Manifest | None, fmt: str, plat: Platform) -> li
 
 def _project_wheel(dest: Path) -> Path:
     """A wheel of this roots-edge (built from the source tree it runs from)."""
-    root = Path(__file__).resolve().parent.parent
+    import roots_edge
+
+    root = Path(roots_edge.__file__).resolve().parent.parent        # the folder holding roots_edge/
     if not (root / "pyproject.toml").is_file():
-        raise BundleError(f"bundling needs the roots-edge source tree (pyproject.toml beside {Path(__file__).parent});"
-                          f" install roots-edge from a clone with `pip install -e .`")
+        raise BundleError(f"bundling needs the roots-edge source tree (pyproject.toml in {root}); install "
+                          f"roots-edge from a clone with `pip install -e .`")
     had_build = (root / "build").exists()
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                            "-w", str(dest), str(root)], capture_output=True, text=True)
@@ -198,7 +197,7 @@ def _project_wheel(dest: Path) -> Path:
 
 
 def _llama_wheel(plat: Platform, log) -> Path:
-    from roots_edge.deploy.bundle import crossbuild
+    from roots_edge.deploy import crossbuild
 
     version = metadata.version("llama-cpp-python")
     if plat.system == "linux" and plat.machine == "aarch64":
@@ -209,7 +208,8 @@ def _llama_wheel(plat: Platform, log) -> Path:
 
 
 def _pins(formats: set[str]) -> list[str]:
-    wanted = [d for d in PINNED if d not in RUNTIME_DIST.values() or d in {RUNTIME_DIST[f] for f in formats}]
+    runtime_dists = {cls.facts.distribution for cls in backends().values()}
+    wanted = [d for d in PINNED if d not in runtime_dists or d in {facts(f).distribution for f in formats}]
     out = []
     for dist in wanted:
         try:
@@ -313,7 +313,7 @@ def bundle(artifacts: list[Path], platform_name: str, out: Path, *, python: str 
         if "gguf" in formats:
             log(f"llama.cpp for {plat.name}")
             shutil.copy2(_llama_wheel(plat, log), wheels)
-        extras = ",".join(sorted(RUNTIME_EXTRA[f] for f in formats))
+        extras = ",".join(sorted(facts(f).run_extra for f in formats))
         requirements = [f"roots-edge[{extras}]=={_wheel_name_version(own)[1]}", "pip", *_pins(formats)]
         if "gguf" in formats:
             requirements.append(f"llama-cpp-python=={metadata.version('llama-cpp-python')}")

@@ -132,7 +132,9 @@ def _walk(cur: _Cursor, path: Path, hint: str) -> tuple[int, int, dict]:
     cur.pos = len(GGUF_MAGIC)
     try:
         version, n_tensors, n_kv = cur.uint(4), cur.uint(), cur.uint()
-        if version < 2 or n_tensors > size or n_kv > size:
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version}: llama.cpp and gguf-py read versions 2 and 3")
+        if n_tensors > size or n_kv > size:
             raise ValueError(f"implausible header (version {version}, {n_tensors} tensors, {n_kv} keys)")
         for _ in range(n_kv):
             key = cur.string().decode("utf-8", "replace")

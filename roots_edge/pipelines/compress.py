@@ -37,7 +37,7 @@ from roots_edge.core.config import POSITIVE, build, option, split
 from roots_edge.core.errors import RecipeError
 from roots_edge.data.corpora import labeled_set, missing_source, text_corpus
 from roots_edge.formats.manifest import ARTIFACT
-from roots_edge.data.folder import MODEL_FOLDER
+from roots_edge.data.folder import MODEL_FOLDER, LoadedModel
 from roots_edge.core.paths import OutputKind
 
 ORDER = ("finetune", "prune", "distill", "export", "bench")
@@ -198,39 +198,7 @@ def text_data(source: str, split: str = "all") -> list[str]:
     return corpus.train if split == "train" else corpus.documents
 
 
-@dataclass
-class Stage:
-    """A model of the pipeline: what `exporters.load_source` takes (path, spec, model, tokenizer) and its record."""
-
-    path: Path
-    spec: object
-    model: object
-    tokenizer: object
-    record: dict
-
-    @classmethod
-    def load(cls, folder: Path) -> "Stage":
-        from roots_edge.data.folder import check_folder, load_torch, read_record, resolve
-
-        folder = resolve(folder)
-        spec = check_folder(folder)
-        model, tokenizer = load_torch(folder, spec)
-        return cls(Path(folder), spec, model, tokenizer, read_record(folder))
-
-    def save(self, folder: Path) -> "Stage":
-        from roots_edge.data.folder import save_folder
-        from roots_edge.core.spec import ModelSpec
-
-        self.path = save_folder(self.model, self.tokenizer, folder, self.record, overwrite=True)
-        self.spec = ModelSpec.from_hf_config(self.model.config.to_dict())
-        return self
-
-    @property
-    def parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-
-def stage_quality(stage: Stage, test) -> dict:
+def stage_quality(stage: LoadedModel, test) -> dict:
     """Quality on held-out data: perplexity on the standard-library docstrings' validation split (LMs; the
     default model's own measure) or test accuracy (classifiers)."""
     if stage.spec.task == "causal-lm":
@@ -295,14 +263,14 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
     out.mkdir(parents=True, exist_ok=True)
     steps = recipe.steps
     stages: list[dict] = []
-    teacher = Stage.load(Path(model))
+    teacher = LoadedModel.load(Path(model))
     t_all = time.perf_counter()
     # classifiers are scored on a held-out split: the topic set's test rows (a labeled file has none)
     labeled = steps["finetune"].data if "finetune" in steps else \
         steps["distill"].data if "distill" in steps and teacher.spec.task == "classification" else None
     test = labeled_set(labeled)[1] if labeled else None
 
-    def record(name, stage: Stage, seconds, extra=None):
+    def record(name, stage: LoadedModel, seconds, extra=None):
         entry = {"stage": name, "folder": str(stage.path), "parameters": stage.parameters,
                  "seconds": round(seconds, 1), **stage_quality(stage, test), **(extra or {})}
         stages.append(entry)
@@ -323,7 +291,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
                                       {"kind": "finetune-classification", "from": str(teacher.path),
                                        "data": st.data, "metrics": {k: v for k, v in metrics.items()
                                                                     if k not in ("train", "history")}}]}
-        teacher.save(out / "teacher")
+        teacher.save(out / "teacher", overwrite=True)
         record("teacher (finetuned)", teacher, time.perf_counter() - t0)
     else:
         record("teacher", teacher, 0.0)
@@ -335,8 +303,9 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
         t0 = time.perf_counter()
         small, provenance = prune_model(teacher.model, teacher.tokenizer, teacher.spec, st.config,
                                         text_data(st.calibration, "train"), progress=progress)
-        student = Stage(teacher.path, teacher.spec, small, teacher.tokenizer,
-                        pruned_record(teacher.record, teacher.path, provenance)).save(out / "pruned")
+        student = LoadedModel(small, teacher.tokenizer, teacher.spec, None,
+                              pruned_record(teacher.record, teacher.path, provenance))
+        student.save(out / "pruned", overwrite=True)
         record("pruned", student, time.perf_counter() - t0,
                {"kept": {k: v["kept"] for k, v in provenance["kept"].items()}})
     if "distill" in steps:
@@ -356,7 +325,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
                                  student.spec, texts, labels, extra, checkpoint_dir=ckpt, progress=progress,
                                  **st.options)
         student.record = distilled_record(student.record, teacher.path, metrics)
-        student.save(out / "distilled")
+        student.save(out / "distilled", overwrite=True)
         shutil.rmtree(ckpt, ignore_errors=True)
         topk_cache(ckpt).unlink(missing_ok=True)
         record("distilled", student, time.perf_counter() - t0,
@@ -364,22 +333,22 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
                                               if k.startswith(("val_", "teacher_val_"))}})
     artifacts: list[Path] = []
     if "export" in steps:
-        from roots_edge.exporters import configure, export, load_source
+        from roots_edge.exporters import load_source, plan_exports, run_exports
 
         st = steps["export"]
         pairs = [("student", student)] + ([("teacher", teacher)] if st.teacher and student is not teacher else [])
         for who, stage in pairs:
             source = load_source(stage)
-            for target in st.targets:
-                folder = out / "artifacts" / f"{who}-{target}"
+            for job in plan_exports(st.targets, stage.spec, lambda name, _t: out / "artifacts" / f"{who}-{name}",
+                                    force=True):
                 t0 = time.perf_counter()
-                resolved, opts = configure(target, stage.spec.family)
-                manifest = export(source, resolved, folder, opts, force=True)
-                artifacts.append(folder)
-                stages.append({"stage": f"{who} {target}", "folder": str(folder),
+                manifest = run_exports(source, [job])[0]
+                artifacts.append(job.out)
+                name = job.out.name.split("-", 1)[1]
+                stages.append({"stage": f"{who} {name}", "folder": str(job.out),
                                "seconds": round(time.perf_counter() - t0, 1),
                                "verification": _verification(manifest)})
-                log(f"exported {who} {target}: {stages[-1]['verification']}")
+                log(f"exported {who} {name}: {stages[-1]['verification']}")
     bench_result = None
     if "bench" in steps and artifacts:
         from roots_edge.runtimes.bench import BenchConfig, bench

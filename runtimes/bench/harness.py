@@ -57,11 +57,14 @@ WORKER_FAILED = 3   # the worker's exit status when the runtime refused the arti
 
 
 def weight_bytes(path: Path) -> int:
-    """Bytes of model weights in an artifact (what a decoder reads per generated token, roughly)."""
-    p = Path(path)
-    files = [p] if p.is_file() else [*p.glob("*.gguf"), *p.glob("*.onnx"), *p.glob("*.onnx_data"),
-                                     *p.glob("openvino_model.bin"), *p.glob("*.safetensors")]
-    return sum(f.stat().st_size for f in files)
+    """Bytes of model weights in an artifact (what a decoder reads per generated token, roughly), as the
+    artifact's format declares its weight files."""
+    from roots_edge.runtimes import RuntimeLoadError, backends, detect_format, facts
+
+    try:
+        return facts(detect_format(path)).weight_bytes(Path(path))
+    except RuntimeLoadError:            # a row that failed: whatever weight files of any format are there
+        return max(cls.facts.weight_bytes(Path(path)) for cls in backends().values())
 
 
 def parameter_count(path: Path) -> int | None:

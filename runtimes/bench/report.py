@@ -6,6 +6,8 @@ import io
 import json
 from pathlib import Path
 
+from roots_edge.runtimes import backends
+
 
 def _name(row: dict) -> str:
     return ("reference " if row["reference"] else "") + Path(row["artifact"]).name
@@ -75,7 +77,8 @@ def machine_line(result: dict) -> str:
     m = result["machine"]
     cpu = m["cpu"]
     v = m["versions"]
-    libs = ", ".join(f"{k} {v[k]}" for k in ("onnxruntime", "openvino", "llama_cpp_python", "torch") if k in v)
+    keys = [cls.facts.version_key for cls in backends().values()]
+    libs = ", ".join(f"{k} {v[k]}" for k in keys if k in v)
     return (f"{cpu['model']} ({cpu['arch']}; {', '.join(cpu['flags']) or 'no SIMD flags found'}), "
             f"{cpu['usable_cores']} cores, threads {m['threads'] or 'default'}, memory bandwidth "
             f"{m['memory_bandwidth_gbs']} GB/s; {libs}")

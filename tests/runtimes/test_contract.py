@@ -66,3 +66,48 @@ def test_classifiers_keep_the_contract(folders, fmt):
 
 def test_every_registered_backend_is_covered():
     assert set(Backend.registry) == set(DECODERS) == set(CLASSIFIERS)
+
+
+@pytest.mark.parametrize("fmt", list(DECODERS))
+def test_each_format_declares_its_facts_and_claims_its_own_artifacts(folders, fmt):
+    """Detection, weight files and install hints come from the backend class's `facts`, and they describe what
+    the exporters really write: the format claims its artifact (and no other format's), and its weight files
+    are the bulk of the artifact."""
+    import importlib
+
+    from roots_edge.runtimes import backends, detect_format, facts
+
+    assert list(backends()) == ["gguf", "openvino", "onnx", "torch"]        # detection order
+    path = DECODERS[fmt](folders)
+    cls = Backend.registry[fmt]
+    assert cls.claims(path) and detect_format(path) == fmt
+    assert [f for f, other in backends().items() if f != fmt and other.claims(path) and f != "torch"] == []
+    f = facts(fmt)
+    weights = f.weight_files(path)
+    assert weights and all(w.exists() for w in weights)
+    total = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    assert 0.5 * total < f.weight_bytes(path) <= total, (fmt, [w.name for w in weights])
+    for module in f.libraries:                    # the libraries named in "pip install roots-edge[extra]" exist
+        importlib.import_module(module)
+    if fmt != "torch":
+        assert f.run_extra and f.distribution and f.version_key
+
+
+def test_a_new_format_is_one_backend_class(tmp_path):
+    """The registry is all a consumer reads: a backend class declared elsewhere is detected, and its weights
+    counted, without touching runtimes/__init__.py, deploy or the bench (here one for a made-up `.toy` file)."""
+    from roots_edge.runtimes import detect_format
+    from roots_edge.runtimes.bench import weight_bytes
+    from roots_edge.runtimes.base import FormatFacts
+
+    class ToyBackend(Backend, format="toy"):
+        facts = FormatFacts(module="toy", suffix=".toy", markers=("*.toy",), weights=("*.toy",), libraries=("toy",),
+                            extra="toy")
+
+    try:
+        (tmp_path / "m.toy").write_bytes(b"x" * 10)
+        assert ToyBackend.claims(tmp_path / "m.toy") and ToyBackend.claims(tmp_path)
+        assert detect_format(tmp_path) == detect_format(tmp_path / "m.toy") == "toy"
+        assert weight_bytes(tmp_path) == 10
+    finally:
+        del Backend.registry["toy"]

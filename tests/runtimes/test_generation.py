@@ -10,11 +10,30 @@ def edge(tiny_llama):
     return load(tiny_llama, device="cpu")
 
 
-def test_greedy_matches_transformers_generate(edge, tiny_llama):
-    from roots_edge import LanguageModel
+def test_greedy_matches_transformers_generate(edge, tiny_llama, small_corpus):
+    """Our decode loop (torch backend: one prefill, then one token at a time through its own KV cache) against
+    transformers' own `model.generate(do_sample=False)` on the same folder: the same token ids, 40 new tokens
+    from each of four prompts (one a docstring's first 63 tokens), and the same text."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ref = LanguageModel.from_pretrained(tiny_llama)
-    assert edge.generate("Return the", 24) == ref.generate("Return the", 24)
+    hf = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    eos = hf.generation_config.eos_token_id
+    n, compared = 40, 0
+    long = tok.decode(tok(small_corpus.val[0])["input_ids"][1:64])   # 63 tokens + 40 new fit the context of 128
+    for prompt in ("Return the", "Raise ValueError if", "def f(x):\n    return", long):
+        ids = tok(prompt)["input_ids"]
+        assert edge.tokenize(prompt) == ids and len(ids) + n <= 128
+        with torch.no_grad():
+            out = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                              max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+        ref = out[0, len(ids):].tolist()
+        ref = ref[:ref.index(eos)] if eos in ref else ref     # generate keeps the EOS it stops at; we do not
+        assert edge.generate_ids(ids, n) == ref, prompt
+        assert edge.generate(prompt, n) == tok.decode(ref, skip_special_tokens=True), prompt
+        compared += len(ref)
+    assert compared >= 3 * n                                  # the comparison covered real continuations
     info = edge.info()
     assert (info["format"], info["device"], info["context_length"]) == ("torch", "cpu", 128)
 
