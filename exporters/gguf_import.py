@@ -132,7 +132,7 @@ def import_gguf(path: str | Path, out: str | Path, *, overwrite: bool = False, l
     if set(missing) - {"lm_head.weight"}:
         raise CorruptModelError(f"{path.name} left parameters unset: {sorted(missing)[:5]}")
     model.tie_weights()
-    tokenizer = gpt2_tokenizer(reader) or hf_tokenizer(reader, path)
+    tokenizer = gpt2_tokenizer(reader) or space_prefix_as_llama_cpp(hf_tokenizer(reader, path), reader)
     template = _field(reader, "tokenizer.chat_template")
     if template:
         tokenizer.chat_template = template
@@ -192,6 +192,24 @@ def hf_tokenizer(reader, path: Path):
         raise UnsupportedModelError(f"{path.name}: its tokenizer {kind} cannot be rebuilt as a Hugging Face "
                                     f"tokenizer ({type(exc).__name__}: {str(exc)[:200]}); run the GGUF directly "
                                     "with roots_edge.load / roots-edge run instead") from None
+
+
+def space_prefix_as_llama_cpp(tokenizer, reader):
+    """A SentencePiece tokenizer that prefixes "▁" to every text segment, as llama.cpp and SentencePiece do
+    when the file says `add_space_prefix` (the default). transformers rebuilds it with a Metaspace split whose
+    prefix is skipped when the text already starts with a space, so " a" became ["▁a"] instead of
+    ["▁▁", "a"]; a Prepend normalizer prefixes unconditionally (and again after each special token,
+    as llama.cpp does)."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (_field(reader, "tokenizer.ggml.model") != "llama" or not _field(reader, "tokenizer.ggml.add_space_prefix", True)
+            or backend is None or not isinstance(backend.pre_tokenizer, pre_tokenizers.Metaspace)):
+        return tokenizer
+    steps = [backend.normalizer] if backend.normalizer is not None else []
+    backend.normalizer = normalizers.Sequence([*steps, normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.pre_tokenizer = None
+    return tokenizer
 
 
 def tokenizer_parity(tokenizer, path: Path) -> dict:

@@ -218,10 +218,6 @@ def test_converter_gguf_tokenizer_splits_as_sentencepiece(spm_llama, converted, 
         assert byte_pieces & set(ours(text)["input_ids"]), text
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: the importer's tokenizer (transformers' GGUF rebuild: Metaspace "
-                   "with prepend_scheme='first', as transformers' own conversion of tokenizer.model) adds no '\u2581' "
-                   "prefix to text that begins with a space or '\u2581', where SentencePiece and llama.cpp do; "
-                   "import_gguf measures it (tokenizer_parity 4/5) but writes the folder all the same")
 def test_converter_gguf_tokenizer_splits_leading_spaces_as_llama_cpp(spm_llama, converted):
     from transformers import AutoTokenizer
 
