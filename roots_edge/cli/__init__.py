@@ -10,7 +10,7 @@ import click
 # What a verb needs beyond the runtime: PyTorch and transformers. An installation without them (`pip install
 # roots-edge[gguf]`, a deployment bundle) offers the other verbs, and names the extra for these.
 TRAIN_EXTRA = ("train", ("torch", "transformers"))
-NEEDS = {name: TRAIN_EXTRA for name in ("train", "finetune", "eval", "generate", "info", "import", "export", "demo",
+NEEDS = {name: TRAIN_EXTRA for name in ("train", "finetune", "eval", "generate", "import", "export", "demo",
                                         "prune", "distill", "compress")}
 
 # command name -> (module, attribute, one-line help shown by --help without importing the module)
@@ -23,7 +23,7 @@ COMMANDS = {
     "run": ("runtime", "run", "Stream generated text from an artifact (GGUF, ONNX, OpenVINO, model folder)."),
     "chat": ("runtime", "chat", "A chat REPL over an artifact that keeps the conversation."),
     "devices": ("runtime", "devices", "What each runtime backend offers on this machine."),
-    "info": ("model", "info", "Describe a model folder: family, sizes, labels, how it was made."),
+    "info": ("model", "info", "Describe a model folder, an artifact (its verification, its files) or a GGUF file."),
     "import": ("export", "import_cmd", "Turn a GGUF file (any llama.cpp type) into a Hugging Face folder to export."),
     "export": ("export", "export", "Export a model to ONNX, OpenVINO IR or GGUF targets, verified against PyTorch."),
     "bench": ("bench", "bench", "Benchmark artifacts side by side: speed, memory, size and quality."),

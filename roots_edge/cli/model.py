@@ -17,7 +17,22 @@ def _load(model, download):
 @download_option
 @json_option
 def info(model, download, as_json):
-    """Describe MODEL: family, architecture, sizes, labels and its training record."""
+    """Describe MODEL: a model folder (family, sizes, labels, how it was made), an exported artifact (target,
+    bits/weight, its verification against PyTorch, whether its files are intact) or a bare GGUF file."""
+    from pathlib import Path
+
+    if model is not None and Path(model).exists():
+        from roots_edge.runtimes import detect_format
+
+        if detect_format(model) != "torch":       # an artifact or a .gguf / .onnx / .xml file: no torch needed
+            data = artifact_info(Path(model))
+            return echo_json(data) if as_json else describe_artifact(data)
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise click.ClickException("describing a model folder needs torch, which this installation does not have "
+                                   "(a bundle or a runtime-only install); install roots-edge[train], or give an "
+                                   "artifact")
     lm = _load(model, download)
     data = lm.info()
     if as_json:
@@ -33,6 +48,69 @@ def info(model, download, as_json):
     m = data.get("metrics") or {}
     if "val_perplexity" in m:
         click.echo(f"validation    perplexity {m['val_perplexity']:.2f} (unigram baseline {m['unigram_perplexity']:.2f})")
+
+
+def artifact_info(path) -> dict:
+    """What an artifact is and how it was verified, read from its manifest and files without loading it (no torch,
+    no runtime library): its format, the weight bytes, the manifest, whether every listed file is still the one
+    that was exported (sizes and sha256; a damaged artifact is refused with what is wrong), and for a GGUF file its
+    header."""
+    from roots_edge.formats.manifest import Manifest
+    from roots_edge.runtimes import detect_format, facts
+    from roots_edge.runtimes.base import check_files_against_manifest
+
+    fmt = detect_format(path)
+    folder = path if path.is_dir() else path.parent
+    manifest = Manifest.read(folder)
+    data = {"path": str(path), "format": fmt, "weight_bytes": facts(fmt).weight_bytes(path), "manifest": None}
+    if fmt == "gguf":
+        from roots_edge.formats.gguf import find_gguf, precision_name, read_header
+
+        header = read_header(find_gguf(path))
+        data["gguf"] = {k: v for k, v in header.items() if k not in ("index", "chat_template")}
+        data["gguf"]["precision"] = precision_name(header.get("file_type"))
+        data["gguf"]["chat_template"] = header.get("chat_template") is not None
+    if manifest is not None:
+        check_files_against_manifest(folder, "Export it again, or copy the whole artifact folder again.")
+        data["manifest"] = manifest.to_dict()
+        data["files_match_manifest"] = True
+    return data
+
+
+def describe_artifact(data: dict) -> None:
+    m, g = data["manifest"], data.get("gguf")
+    click.echo(f"path          {data['path']}")
+    if g:
+        click.echo(f"gguf          {g['architecture']} {g['precision']}: {g['layers']} layers, {g['elements']:,} weights "
+                   f"in {g['tensors']} tensors, context {g['context_length']}, "
+                   f"{'a' if g['chat_template'] else 'no'} chat template")
+    if m is None:
+        click.echo(f"format        {data['format']}, {data['weight_bytes'] / 1e6:.1f} MB of weights")
+        click.echo("manifest      none: not exported by roots-edge, so no verification record (`roots-edge bench "
+                   "ARTIFACT --reference MODEL` measures its drift from a PyTorch model)")
+        return
+    src, ver = m["source"], m["verification"]
+    click.echo(f"target        {m['target']} ({m['format']}, {m['precision']})")
+    click.echo(f"source        {src['path']} ({src['architecture']}, {src['family']}, {src['task']})"
+               + (f"; labels {', '.join(src['labels'])}" if src.get("labels") else ""))
+    params = f", {m['parameters']:,} parameters" if m.get("parameters") else ""
+    click.echo(f"size          {m['size_bytes'] / 1e6:.1f} MB in {len(m['files'])} file{'s' * (len(m['files']) != 1)}, "
+               f"{m['bits_per_weight']:.2f} bits/weight{params}")
+    if ver.get("passed") is None:
+        click.echo(f"verification  skipped ({ver.get('skipped') or 'not run'})")
+    else:
+        metrics, bound = ver.get("metrics", {}), ver.get("bound", {})
+        shown = ", ".join(f"{k} {v:.4g}" + (f" (bound {bound[k]:g})" if bound.get(k) is not None else "")
+                          for k, v in metrics.items() if k not in ("kind", "n") and isinstance(v, (int, float)))
+        cpu = ver.get("cpu") or {}
+        where = f"; on {cpu.get('model', '?')} ({', '.join(cpu.get('flags', []))})" if cpu else ""
+        click.echo(f"verification  {'passed' if ver['passed'] else 'FAILED, kept with --allow-drift'}: against "
+                   f"PyTorch on {ver.get('texts')} texts ({metrics.get('n')} positions): {shown}{where}")
+        for failure in ver.get("failures", []):
+            click.echo(f"              {failure}")
+    click.echo(f"files         all {len(m['files'])} match the manifest (sizes and sha256)")
+    libs = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+    click.echo(f"exported      {m['created']} in {m['export_seconds']} s" + (f" with {libs}" if libs else ""))
 
 
 @click.command("eval")

@@ -122,3 +122,59 @@ def test_memory_check_counts_the_kv_cache_of_every_backend(tiny_llama, texts_jso
             number, unit = re.search(r"KV cache ([\d.,]+) (KB|MB)", str(err.value)).groups()
             needs.append(float(number.replace(",", "")) * (1024 if unit == "MB" else 1))
         assert needs[1] == pytest.approx(4 * needs[0], rel=0.05), (target, needs)
+
+
+def test_info_describes_an_artifact_its_verification_and_its_files(artifacts):
+    dec, clf = artifacts
+    r = CliRunner().invoke(main, ["info", str(dec)])
+    assert r.exit_code == 0, r.output
+    lines = dict(line.split(None, 1) for line in r.stdout.splitlines())
+    manifest = json.loads((dec / "manifest.json").read_text())
+    assert lines["target"] == "gguf-f32 (gguf, f32)"
+    assert lines["verification"].startswith(f"passed: against PyTorch on {manifest['verification']['texts']} texts")
+    assert f"kl {manifest['verification']['metrics']['kl']:.4g}" in lines["verification"]
+    for name, bound in manifest["verification"]["bound"].items():
+        assert f"{name} {manifest['verification']['metrics'][name]:.4g} (bound {bound:g})" in lines["verification"]
+    assert lines["files"] == f"all {len(manifest['files'])} match the manifest (sizes and sha256)"
+    assert lines["gguf"].startswith("llama F32: 2 layers")
+    r = CliRunner().invoke(main, ["info", str(clf), "--json"])
+    data = json.loads(r.stdout)
+    assert data["format"] == "onnx" and data["files_match_manifest"] is True
+    assert data["manifest"]["source"]["task"] == "classification" and data["manifest"]["target"] == "onnx-fp32"
+    assert data["weight_bytes"] == (clf / "model.onnx").stat().st_size + sum(
+        p.stat().st_size for p in clf.glob("*.onnx_data"))
+
+
+def test_info_on_a_bare_gguf_and_on_a_damaged_artifact(artifacts, tmp_path):
+    import shutil
+
+    dec, _ = artifacts
+    gguf = next(dec.glob("*.gguf"))
+    bare = tmp_path / "bare" / "m.gguf"
+    bare.parent.mkdir()
+    shutil.copy(gguf, bare)
+    r = CliRunner().invoke(main, ["info", str(bare), "--json"])
+    data = json.loads(r.stdout)
+    assert data["manifest"] is None and data["gguf"]["precision"] == "F32" and data["weight_bytes"] == gguf.stat().st_size
+    assert "manifest      none" in CliRunner().invoke(main, ["info", str(bare)]).stdout
+    damaged = tmp_path / "damaged"
+    shutil.copytree(dec, damaged)
+    weights = damaged / gguf.name
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF                                 # same size, one weight byte changed
+    weights.write_bytes(bytes(data))
+    r = CliRunner().invoke(main, ["info", str(damaged)])
+    assert r.exit_code == 1 and gguf.name in r.output and "sha256" in r.output and "Traceback" not in r.output
+
+
+def test_info_on_an_artifact_needs_no_torch(artifacts):
+    import subprocess
+    import sys
+
+    dec, _ = artifacts
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+            "from roots_edge.cli import main\n"
+            f"main(['info', {str(dec)!r}], standalone_mode=False)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "verification  passed" in proc.stdout
