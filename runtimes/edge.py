@@ -10,7 +10,7 @@ import numpy as np
 from roots_edge.core.errors import TaskError
 
 from roots_edge.runtimes.base import check_text as _check_text
-from roots_edge.runtimes.generation import finite, generate_ids, stream_text
+from roots_edge.runtimes.generation import Outcome, finite, generate_ids, stream_text
 from roots_edge.runtimes.sampling import GenerationConfig
 
 class _StreamSession:
@@ -49,6 +49,25 @@ class _StreamSession:
             return self.backend.detokenize(ids)
 
 
+class TextStream:
+    """Text pieces as they decode; `outcome` (a `generation.Outcome`) fills as they come and is final once the
+    stream ends: why it stopped, the token counts, the timings."""
+
+    def __init__(self, pieces: Iterator[str], outcome: Outcome):
+        self._pieces, self.outcome = pieces, outcome
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+
 class EdgeModel:
     """A loaded artifact, safe to share between threads.
 
@@ -84,12 +103,21 @@ class EdgeModel:
     # ------------------------------------------------------------------ text generation
     def generate(self, prompt: str, max_new_tokens: int = 64, *, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (), truncate: bool = False,
-                 stream: bool = False):
-        """The continuation of `prompt` (a str), or with `stream=True` an iterator of text pieces."""
+                 stream: bool = False, details: bool = False):
+        """The continuation of `prompt` (a str), or with `stream=True` an iterator of text pieces (a `TextStream`:
+        its `outcome` says, once it is done, why it stopped). With `details=True` (not streaming): a dict of
+        `text`, `finish_reason` ("stop", "length" or "context"), `prompt_tokens`, `completion_tokens`, timings
+        and `tokens_per_second`."""
         self._require("causal-lm", "generate")
         _check_text(prompt)
         cfg = GenerationConfig(max_new_tokens, temperature, top_k, top_p, seed, tuple(stop), truncate)
-        return self._stream(prompt, cfg) if stream else self._whole(prompt, cfg)
+        if stream:
+            return self._stream(prompt, cfg)
+        if not details:
+            return self._whole(prompt, cfg)
+        outcome = Outcome()
+        text = self._whole(prompt, cfg, outcome)
+        return {"text": text, **outcome.to_dict()}
 
     def chat(self, messages, max_new_tokens: int = 256, *, chat_template: str | None = None, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
@@ -111,14 +139,15 @@ class EdgeModel:
         cfg = GenerationConfig(max_new_tokens, temperature, top_k, top_p, seed, tuple(stop), stop_ids=facts.stop_ids)
         return self._stream(ids, cfg) if stream else self._whole(ids, cfg)
 
-    def _stream(self, prompt: str | list[int], cfg: GenerationConfig) -> Iterator[str]:
-        return stream_text(_StreamSession(self), prompt, cfg)
+    def _stream(self, prompt: str | list[int], cfg: GenerationConfig) -> "TextStream":
+        outcome = Outcome()
+        return TextStream(stream_text(_StreamSession(self), prompt, cfg, outcome), outcome)
 
-    def _whole(self, prompt: str | list[int], cfg: GenerationConfig) -> str:
+    def _whole(self, prompt: str | list[int], cfg: GenerationConfig, outcome: Outcome | None = None) -> str:
         """The whole text under the lock, straight on the backend (its KV cache is this call's until it ends)."""
         with self._lock:
             self._owner = None        # a paused stream feeds its own tokens again at its next step
-            return "".join(stream_text(self.backend, prompt, cfg))
+            return "".join(stream_text(self.backend, prompt, cfg, outcome))
 
     def generate_ids(self, ids: Sequence[int], max_new_tokens: int = 64, **kw) -> list[int]:
         self._require("causal-lm", "generate")

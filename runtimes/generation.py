@@ -5,6 +5,8 @@ own KV cache), `tokenize`, `detokenize`, `eos_ids` and `context_length`.
 """
 from __future__ import annotations
 
+import time
+from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import numpy as np
@@ -12,6 +14,29 @@ import numpy as np
 from roots_edge.core.errors import BackendError, ContextOverflowError, GenerationError
 
 from roots_edge.runtimes.sampling import GenerationConfig, Sampler
+
+
+@dataclass
+class Outcome:
+    """Why a generation stopped and what it cost, named as the OpenAI API names them: `finish_reason` is "stop"
+    (an end-of-turn token or a stop string), "length" (max_new_tokens were generated) or "context" (the context
+    was full before max_new_tokens; `detail` says how full); the prompt's tokens after any truncation."""
+
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_given: int = 0       # before --truncate kept the prompt's tail
+    detail: str = ""
+    seconds: float = 0.0               # from the call to the last token
+    first_token_seconds: float | None = None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        decode = self.seconds - (self.first_token_seconds or 0.0)
+        return (self.completion_tokens - 1) / decode if self.completion_tokens > 1 and decode > 0 else None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tokens_per_second": self.tokens_per_second}
 
 
 def fit_prompt(ids: list[int], context_length: int, cfg: GenerationConfig,
@@ -44,32 +69,51 @@ def finite(values: np.ndarray, backend, what: str) -> np.ndarray:
     return values
 
 
-def generate_ids(backend, ids: list[int], cfg: GenerationConfig) -> Iterator[int]:
+def generate_ids(backend, ids: list[int], cfg: GenerationConfig, outcome: Outcome | None = None) -> Iterator[int]:
+    """Token ids as they are sampled; `outcome`, when given, says afterwards why they stopped and how many."""
+    t0, given = time.perf_counter(), len(ids)
     ids, budget = fit_prompt(ids, backend.context_length, cfg, getattr(backend, "max_context", None))
+    out = outcome if outcome is not None else Outcome()
+    out.prompt_tokens, out.prompt_tokens_given = len(ids), given
     sampler = Sampler(cfg)
     backend.reset()
     logits = backend.forward(np.asarray(ids, dtype=np.int64))
     for step in range(budget):
         token = sampler(finite(logits, backend, "logits"))
+        out.seconds = time.perf_counter() - t0
+        if out.first_token_seconds is None:
+            out.first_token_seconds = out.seconds
         if (token in backend.eos_ids or token in cfg.stop_ids) and not cfg.ignore_eos:
+            out.finish_reason = "stop"
             return
+        out.completion_tokens += 1
         yield token
         if step + 1 < budget:  # no model call for logits nobody will read
             logits = backend.forward(np.asarray([token], dtype=np.int64))
+    if budget < cfg.max_new_tokens:
+        out.finish_reason = "context"
+        out.detail = (f"the context holds {backend.context_length} tokens: the prompt took {len(ids)}, leaving "
+                      f"{budget} of the {cfg.max_new_tokens} asked for")
+    else:
+        out.finish_reason = "length"
 
 
-def stream_text(backend, prompt: str | list[int], cfg: GenerationConfig) -> Iterator[str]:
+def stream_text(backend, prompt: str | list[int], cfg: GenerationConfig,
+                outcome: Outcome | None = None) -> Iterator[str]:
     """Text pieces as they decode (after a prompt text, or prompt ids). Holds back incomplete UTF-8 and
-    anything that may begin a stop string."""
+    anything that may begin a stop string. `outcome`, when given, is filled as in `generate_ids`."""
     out: list[int] = []
     emitted = ""
     hold = max((len(s) for s in cfg.stop), default=1) - 1
     ids = backend.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-    for token in generate_ids(backend, ids, cfg):
+    for token in generate_ids(backend, ids, cfg, outcome):
         out.append(token)
         text = backend.detokenize(out)
         cut = min((i for i in (text.find(s) for s in cfg.stop) if i >= 0), default=-1)
         if cut >= 0:
+            if outcome is not None:
+                hit = next(s for s in cfg.stop if text.find(s) == cut)
+                outcome.finish_reason, outcome.detail = "stop", f"stop string {hit!r}"
             if cut > len(emitted):
                 yield text[len(emitted):cut]
             return

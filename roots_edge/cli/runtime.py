@@ -53,21 +53,44 @@ def _run_guarded(fn):
 @context_option
 @device_option
 @threads_option
-def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, truncate, context, device, threads):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text, finish_reason, prompt_tokens, "
+              "completion_tokens, tokens_per_second) instead of streaming.")
+@click.option("--quiet", is_flag=True, help="No closing line (tokens, tokens/s, why it stopped) on stderr.")
+def run(artifact, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, truncate, context, device, threads,
+        as_json, quiet):
     """Stream the continuation of PROMPT from ARTIFACT (GGUF, ONNX, OpenVINO or a model folder)."""
     check_unicode(prompt, "--prompt")          # before loading: argv bytes that were not UTF-8
 
     def go():
         model = _load(artifact, device, threads, context)
-        pieces = model.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                seed=seed, stop=stop, truncate=truncate, stream=True)
-        click.echo(prompt, nl=False)
+        options = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, truncate=truncate)
+        if as_json:
+            return echo_json(model.generate(prompt, max_new_tokens, details=True, **options))
+        pieces = model.generate(prompt, max_new_tokens, stream=True, **options)
+        first = next(pieces, "")           # a prompt the context cannot hold fails here, before it is echoed
+        click.echo(prompt + first, nl=False)
         for piece in pieces:
             click.echo(piece, nl=False)
             sys.stdout.flush()
         click.echo()
+        if not quiet:
+            click.echo(closing_line(pieces.outcome), err=True)
 
     _run_guarded(go)
+
+
+def closing_line(outcome) -> str:
+    """`[40 tokens, 52.3 tokens/s; finish: length]`, with why when the context ended it, on stderr."""
+    rate = f", {outcome.tokens_per_second:.1f} tokens/s" if outcome.tokens_per_second else ""
+    why = {"stop": "stop (end of text)", "length": "length (-n reached)"}.get(outcome.finish_reason,
+                                                                         outcome.finish_reason)
+    if outcome.finish_reason == "stop" and outcome.detail:
+        why = f"stop ({outcome.detail})"
+    if outcome.finish_reason == "context":
+        why = f"context ({outcome.detail}; --context N opens a larger one where the model allows)"
+    cut = (f"; the prompt was cut to its last {outcome.prompt_tokens} of {outcome.prompt_tokens_given} tokens"
+           if outcome.prompt_tokens_given > outcome.prompt_tokens else "")
+    return f"[{outcome.completion_tokens} tokens{rate}; finish: {why}{cut}]"
 
 
 @click.command()

@@ -178,3 +178,34 @@ def test_info_on_an_artifact_needs_no_torch(artifacts):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "verification  passed" in proc.stdout
+
+
+def test_run_says_why_it_stopped_and_how_fast(artifacts, tiny_llama):
+    dec, _ = artifacts
+    reference = load(tiny_llama).generate("Return the", 16)
+    r = CliRunner().invoke(main, ["run", str(dec), "-p", "Return the", "-n", "16", "--json"])
+    data = json.loads(r.stdout)
+    assert data["text"] == reference and data["prompt_tokens"] == len(load(dec).tokenize("Return the"))
+    assert (data["finish_reason"], data["completion_tokens"]) in (("length", 16), ("stop", data["completion_tokens"]))
+    assert data["tokens_per_second"] is None or data["tokens_per_second"] > 0
+    r = CliRunner().invoke(main, ["run", str(dec), "-p", "Return the", "-n", "16"])
+    assert r.stdout.rstrip("\n") == "Return the" + reference
+    assert r.stderr.startswith(f"[{data['completion_tokens']} tokens") and "finish: " in r.stderr
+    assert CliRunner().invoke(main, ["run", str(dec), "-p", "Return the", "-n", "4", "--quiet"]).stderr == ""
+    # a prompt that leaves less room than -n asks for: the answer says the context ended it, and how full it was
+    edge = load(dec)
+    prompt = "Return the value of the key " * 13
+    n_prompt = len(edge.tokenize(prompt))
+    ctx = edge.backend.context_length
+    assert ctx - 20 < n_prompt < ctx, n_prompt
+    out = edge.generate(prompt, 60, details=True)
+    room = ctx - n_prompt
+    assert out["finish_reason"] == "context" and out["completion_tokens"] == room
+    assert f"the prompt took {n_prompt}, leaving {room} of the 60" in out["detail"]
+    # a stop string ends it with its name
+    first = reference.split()[0]
+    out = edge.generate("Return the", 16, stop=[first], details=True)
+    assert out["finish_reason"] == "stop" and repr(first) in out["detail"] and out["text"] == reference[:reference.index(first)]
+    # an overlong prompt fails before anything is echoed
+    r = CliRunner().invoke(main, ["run", str(dec), "-p", "word " * 300])
+    assert r.exit_code == 1 and r.stdout == ""
