@@ -116,10 +116,11 @@ class ExportJob:
     options: ExportOptions
     out: Path
     force: bool = False
+    name: str = ""         # the target as the user typed it (`gguf-q4` for gguf-Q4_K_M)
 
 
 def export_job(target: str | Target, spec, out: Path, options: ExportOptions | None = None, *,
-        force: bool = False) -> ExportJob:
+               force: bool = False) -> ExportJob:
     """The one place a target meets a model: looked up, its family checked, its settings resolved, and its
     output checked, all before torch loads the model."""
     options = options or ExportOptions()
@@ -141,7 +142,7 @@ def plan_exports(targets: list[str | Target], spec, out: Path | Callable[[str, T
     for target, name in typed.items():
         dest = out(name, target) if callable(out) else Path(out) if len(typed) == 1 else Path(out) / name
         configured, options = configure(target, spec.family, **settings)
-        jobs.append(export_job(configured, spec, dest, options, force=force))
+        jobs.append(replace(export_job(configured, spec, dest, options, force=force), name=name))
     return jobs
 
 

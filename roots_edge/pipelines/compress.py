@@ -344,7 +344,7 @@ def run_recipe(model: str | Path, recipe: CompressRecipe, out: Path, *, force: b
                 t0 = time.perf_counter()
                 manifest = run_exports(source, [job])[0]
                 artifacts.append(job.out)
-                name = job.out.name.split("-", 1)[1]
+                name = job.name
                 stages.append({"stage": f"{who} {name}", "folder": str(job.out),
                                "seconds": round(time.perf_counter() - t0, 1),
                                "verification": _verification(manifest)})
