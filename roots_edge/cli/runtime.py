@@ -102,8 +102,9 @@ def closing_line(outcome) -> str:
 @context_option
 @device_option
 @threads_option
+@click.option("--quiet", is_flag=True, help="No notes on stderr (a reply cut by -n or the context, tokens/s at the end).")
 def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, system, chat_template, context, device,
-         threads):
+         threads, quiet):
     """A REPL over ARTIFACT that keeps the conversation. Turns go through the model's own chat template (GGUF
     header, chat_template.jinja or tokenizer_config.json) and replies end at its end-of-turn tokens; a model
     without one continues a plain-text transcript. An empty line or Ctrl-D ends it."""
@@ -125,6 +126,7 @@ def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, system
         click.echo(f"chatting with {artifact} ({ctx} tokens of context) through {mode}; an empty line ends")
         messages = [{"role": "system", "content": system}] if system else []
         history = ""
+        outcomes = []
         for turn in itertools.count(1):
             try:
                 line = input("you> ")
@@ -155,15 +157,30 @@ def chat(artifact, max_new_tokens, temperature, top_k, top_p, seed, stop, system
                 messages.append({"role": "assistant", "content": reply.strip()})
             else:
                 history += f"{line}\n"
-                for piece in model.generate(history, max_new_tokens, temperature=temperature, top_k=top_k,
-                                            top_p=top_p, seed=seed, stop=("\n\n", *stop), truncate=True, stream=True):
+                pieces = model.generate(history, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                        seed=seed, stop=("\n\n", *stop), truncate=True, stream=True)
+                for piece in pieces:
                     reply += piece
                     click.echo(piece, nl=False)
                     sys.stdout.flush()
                 history += reply.strip("\n") + "\n\n"
             click.echo()
+            outcomes.append(pieces.outcome)
+            if not quiet and pieces.outcome.finish_reason in ("length", "context"):
+                click.echo(closing_line(pieces.outcome), err=True)     # a reply that did not end by itself
+        if not quiet and outcomes:
+            click.echo(chat_summary(outcomes), err=True)
 
     _run_guarded(go)
+
+
+def chat_summary(outcomes) -> str:
+    """`[3 replies, 96 tokens, 48.1 tokens/s]`: decode speed over the whole conversation."""
+    tokens = sum(o.completion_tokens for o in outcomes)
+    decoded = sum(max(o.completion_tokens - 1, 0) for o in outcomes)
+    seconds = sum(o.seconds - (o.first_token_seconds or 0.0) for o in outcomes)
+    rate = f", {decoded / seconds:.1f} tokens/s" if decoded and seconds > 0 else ""
+    return f"[{len(outcomes)} repl{'y' if len(outcomes) == 1 else 'ies'}, {tokens} tokens{rate}]"
 
 
 @click.command()

@@ -43,6 +43,11 @@ def test_chat_keeps_the_conversation(artifacts, tiny_llama):
     model = load(tiny_llama)  # the PyTorch reference, not the backend under test
     first = model.generate("Return the value\n", 8, stop=("\n\n",), truncate=True)
     assert turns[0].split("model> ", 1)[1].strip() == first.strip()
+    notes = r.stderr.splitlines()
+    assert notes[-1].startswith("[2 replies, ") and " tokens" in notes[-1]          # the conversation's speed
+    assert all("finish: length" in n or "finish: context" in n for n in notes[:-1])   # replies that -n cut
+    r = CliRunner().invoke(main, ["chat", str(dec), "-n", "8", "--quiet"], input="Return the value\n\n")
+    assert r.exit_code == 0 and r.stderr == ""
 
 
 def test_predict_classifier_artifact(artifacts, tiny_bert_classifier, tmp_path):
