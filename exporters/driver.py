@@ -101,9 +101,14 @@ def configure(target: str | Target, family: str = "llama", *, spec=None, **setti
                         f"export options {sorted(f.name for f in fields(ExportOptions))}")
     target, options = target.with_quant(**quant), ExportOptions(**settings)
     if spec is not None:
-        check_family(target, spec)
-        exporter_for(target).resolve(target.quant, spec, options)
+        resolved_for(target, spec, options)        # refuse now; the quant stays as given (resolved at export)
     return target, options
+
+
+def resolved_for(target: Target, spec, options: ExportOptions) -> Target:
+    """`target` with its quantization resolved for the model `spec`: the family supported, the settings possible."""
+    check_family(target, spec)
+    return replace(target, quant=exporter_for(target).resolve(target.quant, spec, options))
 
 
 @dataclass(frozen=True)
@@ -124,9 +129,7 @@ def export_job(target: str | Target, spec, out: Path, options: ExportOptions | N
     """The one place a target meets a model: looked up, its family checked, its settings resolved, and its
     output checked, all before torch loads the model."""
     options = options or ExportOptions()
-    target = get_target(target) if isinstance(target, str) else target
-    check_family(target, spec)
-    target = replace(target, quant=exporter_for(target).resolve(target.quant, spec, options))
+    target = resolved_for(get_target(target) if isinstance(target, str) else target, spec, options)
     return ExportJob(target, options, check_output(Path(out), force, ARTIFACT), force)
 
 

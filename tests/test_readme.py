@@ -6,6 +6,7 @@ import re
 import shlex
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -49,14 +50,15 @@ IN_PROCESS = ("train", "finetune", "eval", "generate", "predict", "info", "expor
 
 def run_command(argv: list[str], workdir: Path) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of one README command, run where the README runs it."""
-    if argv[1] in IN_PROCESS and not any(a.startswith("out/") and a.count("/") == 1 for a in argv[2:3]):
+    on_artifact = len(argv) > 2 and argv[2].startswith("out/") and argv[1] != "import"   # `info out/gguf-q4`
+    if argv[1] in IN_PROCESS and not on_artifact:
         from click.testing import CliRunner
 
         from roots_edge.cli import main
 
         result = CliRunner().invoke(main, argv[1:], input="")
-        tb = "".join(__import__("traceback").format_exception(result.exception)) if result.exception and \
-            not isinstance(result.exception, SystemExit) else ""
+        crash = result.exception if not isinstance(result.exception, (SystemExit, type(None))) else None
+        tb = "".join(traceback.format_exception(crash)) if crash else ""
         return result.exit_code, result.stdout, result.stderr + tb
     exe = Path(sys.executable).parent / "roots-edge"
     proc = subprocess.run([str(exe), *argv[1:]], cwd=workdir, capture_output=True, text=True, timeout=600,
